@@ -1,0 +1,64 @@
+"""MoCo-v2 (Chen et al. 2020): EMA key encoder, a FIFO queue of keys, InfoNCE; symmetric by default."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..losses import infonce_queue
+from .base import Algorithm, Batch
+from .heads import mlp
+
+
+class KeyQueue(torch.nn.Module):
+    """FIFO of normalised keys in a persistent buffer; the oldest rows are overwritten first."""
+
+    def __init__(self, size: int, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("keys", F.normalize(torch.randn(size, dim), dim=1))
+        self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def push(self, k: torch.Tensor) -> None:
+        size = self.keys.shape[0]
+        n = k.shape[0]
+        if n > size:
+            k, n = k[-size:], size
+        rows = (self.ptr + torch.arange(n, device=k.device)) % size
+        self.keys[rows] = k.to(self.keys.dtype)
+        self.ptr.copy_((self.ptr + n) % size)
+
+
+class MoCoV2(Algorithm):
+    name = "mocov2"
+    HPARAMS = {"temperature": 0.2, "queue_size": 4096, "ema": 0.99, "proj_hidden": 512,
+               "proj_dim": 128, "symmetric": True}
+
+    def __init__(self, backbone, hp, num_train):
+        super().__init__(backbone, hp, num_train)
+        self.projector = mlp(backbone.feat_dim, self.hp["proj_hidden"], self.hp["proj_dim"], layers=2)
+        self.backbone_k = self.momentum_copy(self.backbone)
+        self.projector_k = self.momentum_copy(self.projector)
+        self.queue = KeyQueue(self.hp["queue_size"], self.hp["proj_dim"])
+
+    def momentum_pairs(self):
+        return [(self.backbone, self.backbone_k), (self.projector, self.projector_k)]
+
+    @torch.no_grad()
+    def _keys(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.projector_k(self.backbone_k(x)).float(), dim=1)
+
+    def training_step(self, x1: torch.Tensor, x2: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        tau = self.hp["temperature"]
+        queue = self.queue.keys.clone()
+        if self.hp["symmetric"]:
+            q1, q2 = self.projector(self.backbone(torch.cat([x1, x2]))).float().chunk(2)
+            k1, k2 = self._keys(torch.cat([x1, x2])).chunk(2)
+            loss = 0.5 * (infonce_queue(q1, k2, queue, tau) + infonce_queue(q2, k1, queue, tau))
+            self.queue.push(torch.cat([k1, k2]))
+        else:
+            q1 = self.projector(self.backbone(x1)).float()
+            k2 = self._keys(x2)
+            loss = infonce_queue(q1, k2, queue, tau)
+            self.queue.push(k2)
+        return {"loss": loss}

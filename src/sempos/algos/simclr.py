@@ -1,0 +1,23 @@
+"""SimCLR (Chen et al. 2020): NT-Xent over the two views of each pair."""
+
+from __future__ import annotations
+
+import torch
+
+from ..losses import nt_xent
+from .base import Algorithm, Batch
+from .heads import mlp
+
+
+class SimCLR(Algorithm):
+    name = "simclr"
+    HPARAMS = {"temperature": 0.2, "proj_hidden": 512, "proj_dim": 128}
+
+    def __init__(self, backbone, hp, num_train):
+        super().__init__(backbone, hp, num_train)
+        self.projector = mlp(backbone.feat_dim, self.hp["proj_hidden"], self.hp["proj_dim"], layers=2)
+
+    def training_step(self, x1: torch.Tensor, x2: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        z = self.projector(self.backbone(torch.cat([x1, x2])))
+        z1, z2 = z.float().chunk(2)
+        return {"loss": nt_xent(z1, z2, self.hp["temperature"])}

@@ -1,0 +1,116 @@
+"""Load params.yaml (+ overlays), validate against the one schema, resolve a method's settings."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import jsonschema
+import yaml
+
+from .errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "params.schema.yaml"
+
+
+def deep_merge(base: Mapping, over: Mapping) -> dict:
+    """Overlay `over` on `base`: dicts merge key by key, everything else is replaced."""
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.exists():
+        raise ConfigError(f"params file {path} does not exist; pass an existing file (e.g. params.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level, not {type(data).__name__}")
+    return data
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    return ".".join(parts) if parts else "(top level)"
+
+
+def validate(params: Mapping, source: str = "params") -> None:
+    """Check params against the schema; the error names the offending key and the rule it breaks."""
+    validator = jsonschema.Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for err in errors[:10]:
+            msg = err.message
+            if err.validator == "additionalProperties":
+                msg = f"unknown key: {msg} (check the spelling against {SCHEMA_PATH.name})"
+            lines.append(f"  {_key_path(err)}: {msg}")
+        raise ConfigError(f"invalid {source}:\n" + "\n".join(lines))
+    _semantic_checks(params, source)
+
+
+def _semantic_checks(params: Mapping, source: str) -> None:
+    from .algos import registry  # late: algos import torch
+
+    methods = params["methods"]
+    for name, entry in methods.items():
+        algo_cls = registry.get(entry["algo"])
+        allowed = set(algo_cls.HPARAMS) | registry.COMMON_METHOD_KEYS
+        extra = sorted(set(entry) - allowed)
+        if extra:
+            raise ConfigError(
+                f"invalid {source}: methods.{name}: {extra} are not parameters of algo "
+                f"'{entry['algo']}' (it takes: {sorted(algo_cls.HPARAMS)})"
+            )
+    baseline = params.get("report", {}).get("baseline")
+    if baseline and baseline not in methods:
+        raise ConfigError(
+            f"invalid {source}: report.baseline '{baseline}' is not a method; choose one of {sorted(methods)}"
+        )
+    registry.check_method_graph(methods, source)
+
+
+def load_params(path: str | Path = "params.yaml", overlays: Iterable[str | Path] = ()) -> dict:
+    params = _read_yaml(Path(path))
+    names = [str(path)]
+    for overlay in overlays:
+        params = deep_merge(params, _read_yaml(Path(overlay)))
+        names.append(str(overlay))
+    validate(params, " + ".join(names))
+    return params
+
+
+def method_settings(params: Mapping, method: str) -> dict:
+    """The resolved settings of one method: global pretrain/augment with the method's overrides."""
+    methods = params["methods"]
+    if method not in methods:
+        raise ConfigError(f"unknown method '{method}'; params define: {sorted(methods)}")
+    entry = methods[method]
+    hp = {k: v for k, v in entry.items() if k not in ("pretrain", "augment")}
+    return {
+        "name": method,
+        "algo": entry["algo"],
+        "hp": hp,
+        "pretrain": deep_merge(params["pretrain"], entry.get("pretrain", {})),
+        "augment": deep_merge(params["augment"], entry.get("augment", {})),
+        "backbone": dict(params["backbone"]),
+    }
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,95 @@
+"""Turn verified raw files into one tensor file: uint8 images, labels and fixed index lists.
+
+Index lists are fixed by seed 0 and the data settings only, so every method and seed sees the same
+train/val split, the same pretraining subset and the same semi-supervised label subsets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import DatasetError
+from ..io import load_torch, save_torch
+from .registry import get
+
+SPLIT_SEED = 0
+
+
+def balanced_subset(labels: np.ndarray, pool: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A class-balanced subset of `pool` holding `fraction` of it (at least one image per class)."""
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels[pool])
+    per_class = max(1, int(round(fraction * len(pool) / len(classes))))
+    picked = []
+    for c in classes:
+        members = pool[labels[pool] == c]
+        if len(members) < per_class:
+            raise DatasetError(
+                f"class {c} has {len(members)} images, fewer than the {per_class} a balanced "
+                f"{fraction:.2%} subset needs; lower the fraction"
+            )
+        picked.append(rng.choice(members, size=per_class, replace=False))
+    return np.sort(np.concatenate(picked))
+
+
+def split_indices(labels: np.ndarray, val_size: int, train_subset: int, fractions: Sequence[float]) -> dict:
+    n = len(labels)
+    if val_size >= n:
+        raise DatasetError(f"data.val_size={val_size} leaves no training images (train split has {n})")
+    rng = np.random.default_rng(SPLIT_SEED)
+    perm = rng.permutation(n)
+    val = np.sort(perm[:val_size])
+    train = np.sort(perm[val_size:])
+    pre = train if train_subset in (0, None) or train_subset >= len(train) else np.sort(
+        rng.choice(train, size=train_subset, replace=False)
+    )
+    semi = {str(f): balanced_subset(labels, train, f / 100.0, SPLIT_SEED + 1) for f in fractions}
+    return {"train": train, "val": val, "pretrain": pre, "semi": semi}
+
+
+def prepare(name: str, raw_root: Path, out: Path, data_cfg: Mapping | None = None) -> Path:
+    data_cfg = dict(data_cfg or {})
+    spec = get(name)
+    raw_dir = raw_root / name
+    if spec.files and not (raw_dir / "MANIFEST.json").exists():
+        raise DatasetError(f"{raw_dir}/MANIFEST.json missing: run the download stage for '{name}' first")
+    arrays = spec.loader(raw_dir)
+    is_pretrain = data_cfg.get("pretrain") == name
+    splits = split_indices(
+        arrays.train_y,
+        val_size=int(data_cfg.get("val_size", 0)) if is_pretrain else int(0.2 * len(arrays.train_y)),
+        train_subset=int(data_cfg.get("train_subset", 0)) if is_pretrain else 0,
+        fractions=data_cfg.get("semi_fractions", []) if is_pretrain else [],
+    )
+    h = hashlib.sha256()
+    for arr in (arrays.train_x, arrays.train_y, arrays.test_x, arrays.test_y):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    payload = {
+        "name": name,
+        "classes": list(arrays.classes),
+        "train_x": torch.from_numpy(np.ascontiguousarray(arrays.train_x)),
+        "train_y": torch.from_numpy(arrays.train_y),
+        "test_x": torch.from_numpy(np.ascontiguousarray(arrays.test_x)),
+        "test_y": torch.from_numpy(arrays.test_y),
+        "splits": {
+            "train": torch.from_numpy(splits["train"]),
+            "val": torch.from_numpy(splits["val"]),
+            "pretrain": torch.from_numpy(splits["pretrain"]),
+            "semi": {k: torch.from_numpy(v) for k, v in splits["semi"].items()},
+        },
+        "content_sha256": h.hexdigest(),
+    }
+    save_torch(payload, out)
+    return out
+
+
+def load_prepared(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"prepared dataset {path} not found: run the prepare stage (snakemake {path})")
+    return load_torch(path)

@@ -1,0 +1,21 @@
+"""Errors that name the problem and the fix; stages print them without a traceback."""
+
+
+class SemposError(Exception):
+    """Base class: the message must say what is wrong and how to fix it."""
+
+
+class ConfigError(SemposError):
+    pass
+
+
+class DatasetError(SemposError):
+    pass
+
+
+class ChecksumError(DatasetError):
+    pass
+
+
+class NonFiniteLossError(SemposError):
+    pass

@@ -1,0 +1,58 @@
+"""Optimisers (SGD, LARS, AdamW) and the per-step warm-up + cosine learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Mapping
+
+import torch
+
+
+class LARS(torch.optim.Optimizer):
+    """LARS (You et al. 2017) as in SimCLR/MoCo-v3: 1-D parameters (BN, biases) skip wd and adaptation."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+                 trust_coefficient: float = 0.001) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                      trust_coefficient=trust_coefficient))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                d = p.grad
+                if p.ndim > 1:
+                    d = d.add(p, alpha=group["weight_decay"])
+                    p_norm, d_norm = torch.norm(p), torch.norm(d)
+                    q = torch.where((p_norm > 0) & (d_norm > 0),
+                                    group["trust_coefficient"] * p_norm / d_norm, torch.ones_like(p_norm))
+                    d = d.mul(q)
+                state = self.state[p]
+                if "mu" not in state:
+                    state["mu"] = torch.zeros_like(p)
+                mu = state["mu"]
+                mu.mul_(group["momentum"]).add_(d)
+                p.add_(mu, alpha=-group["lr"])
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: Mapping) -> torch.optim.Optimizer:
+    lr = cfg["lr"] * cfg["batch_size"] / 256
+    params = [p for p in params if p.requires_grad]
+    kind = cfg["optimizer"]
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+    if kind == "lars":
+        return LARS(params, lr=lr, momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+    if kind == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg["weight_decay"])
+    raise ValueError(f"unknown optimizer {kind}")
+
+
+def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
+    """Linear warm-up to base_lr, then half-cosine to 0, evaluated per iteration."""
+    if warmup_steps and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return base_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))

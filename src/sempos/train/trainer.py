@@ -1,0 +1,225 @@
+"""The shared pretraining loop: one implementation for every algorithm, CPU and CUDA.
+
+Checkpoints after every epoch (model incl. queues/banks, optimiser, history); a rerun resumes from the
+last one. Augmentation and data order are pure functions of (seed, epoch, step), so a resumed run ends
+with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from ..algos import registry
+from ..algos.base import Batch, ema_update
+from ..augment import AugmentSpec, Normalizer, augment_batch
+from ..config import digest
+from ..errors import NonFiniteLossError
+from ..eval.features import extract
+from ..eval.knn import knn_accuracy
+from ..io import load_torch, save_text, save_torch
+from ..models.resnet import build_backbone
+from ..runtime import Runtime
+from .optim import build_optimizer, lr_at
+from .pairs import PairSource
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint.pt"
+HISTORY_FIELDS = ("epoch", "loss", "knn_top1", "lr", "seconds", "pairs_per_s")
+
+
+@dataclass
+class PretrainJob:
+    settings: dict          # config.method_settings(...)
+    seed: int
+    run_dir: Path
+    data: dict              # prepared dataset payload
+    pairs: PairSource | None = None
+    on_step: Callable[[int, int], None] | None = None  # test hook: called before each step
+    extras: dict = field(default_factory=dict)
+
+
+def step_generator(device: torch.device, seed: int, epoch: int, step: int) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + epoch * 100_003 + step * 7 + 12345) % (2**63))
+    return g
+
+
+def build_model(settings: dict, in_channels: int, num_train: int, seed: int):
+    torch.manual_seed(seed)
+    bb = settings["backbone"]
+    backbone = build_backbone(bb["arch"], bb["width"], in_channels)
+    return registry.get(settings["algo"])(backbone, settings["hp"], num_train)
+
+
+def history_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+class Trainer:
+    def __init__(self, job: PretrainJob, rt: Runtime) -> None:
+        self.job, self.rt = job, rt
+        s = job.settings
+        self.cfg = s["pretrain"]
+        data = job.data
+        self.images = data["train_x"].to(rt.device)
+        self.labels = data["train_y"].to(rt.device)
+        pre_idx = data["splits"]["pretrain"]
+        self.pairs = job.pairs or PairSource(pre_idx)
+        self.norm = Normalizer.fit(data["train_x"][pre_idx], rt.device)
+        self.aug = AugmentSpec.from_cfg(s["augment"])
+        self.size = int(self.images.shape[-1])
+        self.model = build_model(s, int(self.images.shape[1]), len(pre_idx), job.seed).to(rt.device)
+        if rt.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(self.model.parameters(), self.cfg) if self.model.trains else None
+        self.batch = min(self.cfg["batch_size"], len(self.pairs))
+        self.steps_per_epoch = len(self.pairs) // self.batch  # drop_last: every batch is full
+        self.total_steps = self.steps_per_epoch * self.cfg["epochs"]
+        self.base_lr = self.cfg["lr"] * self.cfg["batch_size"] / 256
+        self.fingerprint = digest({k: s[k] for k in ("algo", "hp", "pretrain", "augment", "backbone")}
+                                  | {"seed": job.seed, "pairs": len(self.pairs)})
+        self.history: list[dict] = []
+        self.start_epoch = 0
+        self._monitor = self._monitor_sets(data)
+
+    # --- checkpointing -------------------------------------------------------------------------
+    def _state(self, epoch: int) -> dict:
+        return {
+            "fingerprint": self.fingerprint,
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "history": self.history,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def try_resume(self) -> bool:
+        path = self.job.run_dir / CHECKPOINT
+        if not path.exists():
+            return False
+        state = load_torch(path)
+        if state.get("fingerprint") != self.fingerprint:
+            log.warning("%s was written with other settings; starting this run from scratch", path)
+            return False
+        self.model.load_state_dict(state["model"])
+        if self.optimizer and state["optimizer"]:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.history = list(state["history"])
+        torch.set_rng_state(state["torch_rng"])
+        self.start_epoch = state["epoch"] + 1
+        log.info("resumed %s from epoch %d", self.job.run_dir, state["epoch"])
+        return True
+
+    # --- monitoring ----------------------------------------------------------------------------
+    def _monitor_sets(self, data: dict):
+        n = int(self.cfg.get("knn_monitor", 0))
+        if n <= 0:
+            return None
+        train_idx = data["splits"]["train"][:n]
+        return (data["train_x"][train_idx], data["train_y"][train_idx].to(self.rt.device),
+                data["test_x"][: max(1, n // 2)], data["test_y"][: max(1, n // 2)].to(self.rt.device))
+
+    def knn_monitor(self) -> float:
+        """Online kNN top-1 on a fixed slice (labels used only for this monitor)."""
+        if self._monitor is None:
+            return float("nan")
+        bx, by, qx, qy = self._monitor
+        bb = self.model.backbone
+        bank = extract(bb, bx, self.norm, self.rt.device)
+        query = extract(bb, qx, self.norm, self.rt.device)
+        return knn_accuracy(bank, by, query, qy, int(self.labels.max()) + 1)["top1"]
+
+    # --- training ------------------------------------------------------------------------------
+    def _step(self, epoch: int, step: int, pairs: torch.Tensor) -> torch.Tensor:
+        gstep = epoch * self.steps_per_epoch + step
+        lr = lr_at(gstep, self.total_steps, self.cfg["warmup_epochs"] * self.steps_per_epoch, self.base_lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch_pairs = pairs[step * self.batch:(step + 1) * self.batch].to(self.rt.device)
+        gen = step_generator(self.rt.device, self.job.seed, epoch, step)
+        x1 = augment_batch(self.images[batch_pairs[:, 0]], self.aug, self.size, gen, self.norm)
+        x2 = augment_batch(self.images[batch_pairs[:, 1]], self.aug, self.size, gen, self.norm)
+        if self.rt.channels_last:
+            x1, x2 = x1.contiguous(memory_format=torch.channels_last), x2.contiguous(memory_format=torch.channels_last)
+        batch = Batch(batch_pairs[:, 0], batch_pairs[:, 1], epoch, step, gstep / max(1, self.total_steps))
+        with self.rt.autocast:
+            out = self.model.training_step(x1, x2, batch)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"{self.job.settings['name']} seed {self.job.seed}: loss is {loss.item()} at epoch {epoch} "
+                f"step {step}. The last good checkpoint (epoch {epoch - 1}) is kept in {self.job.run_dir}; "
+                f"no final outputs were written. Fix: lower pretrain.lr (now {self.cfg['lr']}), add "
+                f"warm-up (pretrain.warmup_epochs) or use runtime.precision: fp32."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        pairs_m = self.model.momentum_pairs()
+        if pairs_m:
+            ema_update(pairs_m, self.model.ema_momentum(batch.progress))
+        return loss.detach()
+
+    def fit(self) -> dict:
+        self.job.run_dir.mkdir(parents=True, exist_ok=True)
+        self.try_resume()
+        self.model.train()
+        epochs = self.cfg["epochs"] if self.model.trains else 0
+        for epoch in range(self.start_epoch, epochs):
+            t0 = time.perf_counter()
+            pairs = self.pairs.for_epoch(self.job.seed, epoch)
+            losses = []
+            bar = tqdm(range(self.steps_per_epoch), disable=not self.rt.progress,
+                       desc=f"{self.job.settings['name']} ep{epoch}", leave=False)
+            for step in bar:
+                if self.job.on_step:
+                    self.job.on_step(epoch, step)
+                losses.append(self._step(epoch, step, pairs))
+            secs = time.perf_counter() - t0
+            mean_loss = torch.stack(losses).mean().item() if losses else float("nan")
+            self.history.append({
+                "epoch": epoch + 1, "loss": mean_loss, "knn_top1": self.knn_monitor(),
+                "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(secs, 3),
+                "pairs_per_s": round(self.steps_per_epoch * self.batch / max(secs, 1e-9), 1),
+            })
+            log.info("%s seed %d epoch %d: %s", self.job.settings["name"], self.job.seed, epoch + 1, self.history[-1])
+            save_torch(self._state(epoch), self.job.run_dir / CHECKPOINT)
+        if not self.model.trains:
+            self.history = [{"epoch": 0, "loss": float("nan"), "knn_top1": self.knn_monitor(), "lr": 0.0,
+                             "seconds": 0.0, "pairs_per_s": 0.0}]
+        return self.finish()
+
+    def finish(self) -> dict:
+        bb = self.model.backbone
+        meta = {"arch": self.job.settings["backbone"]["arch"], "width": self.job.settings["backbone"]["width"],
+                "in_channels": bb.in_channels, "feat_dim": bb.feat_dim,
+                "norm_mean": self.norm.mean.flatten().tolist(), "norm_std": self.norm.std.flatten().tolist(),
+                "method": self.job.settings["name"], "algo": self.job.settings["algo"], "seed": self.job.seed,
+                "image_size": self.size}
+        save_text(history_csv(self.history), self.job.run_dir / "history.csv")
+        state = {k: v.detach().cpu() for k, v in bb.state_dict().items()}
+        save_torch({"meta": meta, "state_dict": state}, self.job.run_dir / "backbone.pt")
+        return meta
+
+
+def load_backbone(path: Path, device="cpu"):
+    """(backbone in eval mode, Normalizer, meta) from a pretrain stage's backbone.pt."""
+    blob = load_torch(path)
+    meta = blob["meta"]
+    bb = build_backbone(meta["arch"], meta["width"], meta["in_channels"])
+    bb.load_state_dict(blob["state_dict"])
+    bb.to(device).eval()
+    return bb, Normalizer(meta["norm_mean"], meta["norm_std"], device), meta
