@@ -52,6 +52,13 @@ def split_indices(labels: np.ndarray, val_size: int, train_subset: int, fraction
     return {"train": train, "val": val, "pretrain": pre, "semi": semi}
 
 
+def _truncate(arrays, max_train: int, max_test: int):
+    """Keep the first images of each split (tests and smoke runs only; 0 keeps everything)."""
+    tr = slice(None) if max_train <= 0 else slice(0, max_train)
+    te = slice(None) if max_test <= 0 else slice(0, max_test)
+    return type(arrays)(arrays.train_x[tr], arrays.train_y[tr], arrays.test_x[te], arrays.test_y[te], arrays.classes)
+
+
 def prepare(name: str, raw_root: Path, out: Path, data_cfg: Mapping | None = None) -> Path:
     data_cfg = dict(data_cfg or {})
     spec = get(name)
@@ -60,6 +67,8 @@ def prepare(name: str, raw_root: Path, out: Path, data_cfg: Mapping | None = Non
         raise DatasetError(f"{raw_dir}/MANIFEST.json missing: run the download stage for '{name}' first")
     arrays = spec.loader(raw_dir)
     is_pretrain = data_cfg.get("pretrain") == name
+    if is_pretrain:
+        arrays = _truncate(arrays, int(data_cfg.get("max_train", 0)), int(data_cfg.get("max_test", 0)))
     splits = split_indices(
         arrays.train_y,
         val_size=int(data_cfg.get("val_size", 0)) if is_pretrain else int(0.2 * len(arrays.train_y)),

@@ -178,6 +178,10 @@ class Trainer:
         self.try_resume()
         self.model.train()
         epochs = self.cfg["epochs"] if self.model.trains else 0
+        if not self.history:
+            # Epoch 0: the initialisation, so convergence curves start from the same point.
+            self.history.append({"epoch": 0, "loss": float("nan"), "knn_top1": self.knn_monitor(), "lr": 0.0,
+                                 "seconds": 0.0, "pairs_per_s": 0.0})
         for epoch in range(self.start_epoch, epochs):
             t0 = time.perf_counter()
             pairs = self.pairs.for_epoch(self.job.seed, epoch)
@@ -197,9 +201,6 @@ class Trainer:
             })
             log.info("%s seed %d epoch %d: %s", self.job.settings["name"], self.job.seed, epoch + 1, self.history[-1])
             save_torch(self._state(epoch), self.job.run_dir / CHECKPOINT)
-        if not self.model.trains:
-            self.history = [{"epoch": 0, "loss": float("nan"), "knn_top1": self.knn_monitor(), "lr": 0.0,
-                             "seconds": 0.0, "pairs_per_s": 0.0}]
         return self.finish()
 
     def finish(self) -> dict:

@@ -1,0 +1,53 @@
+# sempos: `make reproduce` runs the whole DAG on params.yaml; `make test` runs the test suite.
+# Both do every set-up step first (venv, Python packages, the Fashion-MNIST prerequisite).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.sempos-installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+CORES ?= 2
+
+.PHONY: setup data-prereqs reproduce test test-fast bench dvc-yaml lint clean-results
+
+setup: $(STAMP) data-prereqs
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# The pinned torch/torchvision pair installs from local files on the build machines.
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[pipeline,test]'
+	touch $@
+
+# Fashion-MNIST: the download stage takes a verified local copy (Debian's dataset-fashion-mnist) or the
+# official files. Offline and as root we install the Debian package; otherwise the stage explains the fix.
+data-prereqs:
+	@if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	     (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null)) && \
+	    echo "installed dataset-fashion-mnist"; \
+	  else \
+	    echo "note: dataset-fashion-mnist is not installed; the download stage will fetch the official files"; \
+	  fi; \
+	fi
+
+reproduce: setup
+	snakemake --cores $(CORES)
+
+test: setup
+	$(PY) -m pytest -q -rs
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not e2e"
+
+bench: setup
+	$(PY) bench/throughput.py
+	$(PY) bench/mine.py
+
+dvc-yaml: setup
+	$(PY) -m sempos.pipeline dvc -o dvc.yaml
+
+clean-results:
+	rm -rf runs features results pairs .sempos

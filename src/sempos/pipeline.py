@@ -1,0 +1,268 @@
+"""The stage table: the one description of the DAG that Snakemake rules and dvc.yaml both come from.
+
+Each stage names its wildcards, the files it reads and writes, the params sections it depends on and the
+command that runs it (`python -m sempos.stages.<name> --params FILE --<wildcard> VALUE ...`).
+`python -m sempos.pipeline dvc [--params FILE]` prints the dvc.yaml for a params file;
+tests/workflow/test_dvc_sync.py fails when the committed dvc.yaml drifts from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+from typing import Callable, Mapping
+
+import yaml
+
+Wc = Mapping[str, str]
+
+RAW = "data/raw/{ds}/"  # a directory: every verified raw file plus MANIFEST.json
+PREPARED = "data/prepared/{ds}.pt"
+BACKBONE = "runs/{ds}/{method}/seed{seed}/backbone.pt"
+HISTORY = "runs/{ds}/{method}/seed{seed}/history.csv"
+FEATURES = "features/{ds}/{method}/seed{seed}/{target}.pt"
+KNN = "results/knn/{ds}/{method}/seed{seed}/metrics.json"
+LINEAR = "results/linear/{ds}/{method}/seed{seed}/metrics.json"
+TRANSFER = "results/transfer/{target}/{ds}/{method}/seed{seed}/metrics.json"
+REPORT = "results/report.md"
+TABLE = "results/tables/summary.csv"
+
+WILDCARD_PATTERNS = {"ds": "[a-z0-9_]+", "method": "[a-z][a-z0-9_]*", "seed": "[0-9]+",
+                     "target": "[a-z0-9_]+"}
+
+
+def fill(pattern: str, wc: Wc) -> str:
+    return pattern.format(**wc).rstrip("/")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    wildcards: tuple[str, ...]
+    outputs: tuple[str, ...]
+    inputs: Callable[[dict, Wc], list[str]]
+    params: Callable[[dict, Wc], list[str]]
+    instances: Callable[[dict], list[dict]]
+    code: tuple[str, ...] = ()
+    heavy: bool = False  # uses runtime.threads cores (and a GPU when there is one)
+    extra_outputs: tuple[str, ...] = field(default=())
+
+    def command(self, params_file: str, wc: Wc) -> str:
+        args = "".join(f" --{k} {wc[k]}" for k in self.wildcards)
+        return f"python -m sempos.stages.{self.name} --params {params_file}{args}"
+
+
+# --- which instances exist under a params dict ----------------------------------------------------
+
+def pretrain_ds(p: dict) -> str:
+    return p["data"]["pretrain"]
+
+
+def transfer_targets(p: dict) -> list[str]:
+    return list(p["eval"]["transfer"]["targets"])
+
+
+def dataset_of_target(target: str) -> str:
+    """fmnist_heldout is a split of fmnist, not a separate download."""
+    return "fmnist" if target == "fmnist_heldout" else target
+
+
+def needed_datasets(p: dict) -> list[str]:
+    ds = [pretrain_ds(p)] + [dataset_of_target(t) for t in transfer_targets(p)]
+    return sorted(set(ds))
+
+
+def runs(p: dict) -> list[dict]:
+    return [{"ds": pretrain_ds(p), "method": m, "seed": str(s)} for m, s in product(p["methods"], p["seeds"])]
+
+
+def feature_targets(p: dict) -> list[str]:
+    return sorted({pretrain_ds(p)} | {dataset_of_target(t) for t in transfer_targets(p)})
+
+
+def _pretrain_params(p: dict, wc: Wc) -> list[str]:
+    return ["backbone", "pretrain", "augment", f"methods.{wc['method']}"]
+
+
+def _report_inputs(p: dict, wc: Wc) -> list[str]:
+    out = []
+    for r in runs(p):
+        out += [fill(HISTORY, r), fill(KNN, r), fill(LINEAR, r)]
+        out += [fill(TRANSFER, {**r, "target": t}) for t in transfer_targets(p)]
+    return out
+
+
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in [
+        Stage(
+            name="download", wildcards=("ds",), outputs=(RAW,),
+            inputs=lambda p, wc: [], params=lambda p, wc: [],
+            instances=lambda p: [{"ds": d} for d in needed_datasets(p)],
+            code=("src/sempos/data",),
+        ),
+        Stage(
+            name="prepare", wildcards=("ds",), outputs=(PREPARED,),
+            inputs=lambda p, wc: [fill(RAW, wc)],
+            params=lambda p, wc: ["data"] if wc["ds"] == pretrain_ds(p) else [],
+            instances=lambda p: [{"ds": d} for d in needed_datasets(p)],
+            code=("src/sempos/data",),
+        ),
+        Stage(
+            name="pretrain", wildcards=("ds", "method", "seed"), outputs=(BACKBONE, HISTORY),
+            inputs=lambda p, wc: [fill(PREPARED, wc)],
+            params=_pretrain_params, instances=runs,
+            code=("src/sempos/train", "src/sempos/algos", "src/sempos/models", "src/sempos/augment.py",
+                  "src/sempos/losses.py"),
+            heavy=True,
+        ),
+        Stage(
+            name="embed", wildcards=("ds", "method", "seed", "target"), outputs=(FEATURES,),
+            inputs=lambda p, wc: [fill(BACKBONE, wc), fill(PREPARED, {"ds": wc["target"]})],
+            params=lambda p, wc: [],
+            instances=lambda p: [{**r, "target": t} for r in runs(p) for t in feature_targets(p)],
+            code=("src/sempos/eval/features.py",),
+            heavy=True,
+        ),
+        Stage(
+            name="knn", wildcards=("ds", "method", "seed"), outputs=(KNN,),
+            inputs=lambda p, wc: [fill(FEATURES, {**wc, "target": wc["ds"]})],
+            params=lambda p, wc: ["eval.knn"], instances=runs,
+            code=("src/sempos/eval/knn.py",),
+        ),
+        Stage(
+            name="linear", wildcards=("ds", "method", "seed"), outputs=(LINEAR,),
+            inputs=lambda p, wc: [fill(FEATURES, {**wc, "target": wc["ds"]})],
+            params=lambda p, wc: ["eval.linear"], instances=runs,
+            code=("src/sempos/eval/linear.py",),
+            heavy=True,
+        ),
+        Stage(
+            name="transfer", wildcards=("ds", "method", "seed", "target"), outputs=(TRANSFER,),
+            inputs=lambda p, wc: [fill(FEATURES, {**wc, "target": dataset_of_target(wc["target"])})],
+            params=lambda p, wc: ["eval.transfer"],
+            instances=lambda p: [{**r, "target": t} for r in runs(p) for t in transfer_targets(p)],
+            code=("src/sempos/eval/transfer.py",),
+        ),
+        Stage(
+            name="report", wildcards=(), outputs=(REPORT, TABLE),
+            inputs=_report_inputs, params=lambda p, wc: ["report"],
+            instances=lambda p: [{}],
+            code=("src/sempos/report",),
+        ),
+    ]
+}
+
+
+def final_targets(p: dict) -> list[str]:
+    return list(STAGES["report"].outputs)
+
+
+def instance_name(stage: Stage, wc: Wc) -> str:
+    parts = [stage.name] + [f"seed{wc[k]}" if k == "seed" else wc[k] for k in stage.wildcards]
+    return "-".join(parts)
+
+
+def dvc_yaml(p: dict, params_file: str = "params.yaml") -> dict:
+    stages = {}
+    for stage in STAGES.values():
+        for wc in stage.instances(p):
+            entry: dict = {"cmd": stage.command(params_file, wc)}
+            deps = stage.inputs(p, wc) + list(stage.code)
+            if deps:
+                entry["deps"] = deps
+            keys = stage.params(p, wc)
+            if keys:
+                entry["params"] = keys if params_file == "params.yaml" else [{params_file: keys}]
+            entry["outs"] = [fill(o, wc).rstrip("/") for o in stage.outputs]
+            stages[instance_name(stage, wc)] = entry
+    return {"stages": stages}
+
+
+DVC_HEADER = "# GENERATED by `python -m sempos.pipeline dvc > dvc.yaml` from the stage table; do not edit.\n"
+
+
+def render_dvc(p: dict, params_file: str = "params.yaml") -> str:
+    return DVC_HEADER + yaml.safe_dump(dvc_yaml(p, params_file), sort_keys=False, width=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .config import load_params
+
+    ap = argparse.ArgumentParser(prog="python -m sempos.pipeline")
+    ap.add_argument("what", choices=["dvc", "stages"])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--configfile", action="append", default=[], help="overlay(s) merged on top")
+    ap.add_argument("-o", "--output", help="write here instead of stdout")
+    args = ap.parse_args(argv)
+    p = load_params(args.params, args.configfile)
+    if args.what == "dvc":
+        text = render_dvc(p, args.params)
+    else:
+        text = "\n".join(f"{instance_name(s, wc)}" for s in STAGES.values() for wc in s.instances(p)) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+# --- Snakemake view of the same table ------------------------------------------------------------
+
+def _section(p: dict, dotted: str):
+    node = p
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+class SnakemakeView:
+    """Input/output/params/shell directives of a rule, derived from the stage table."""
+
+    def __init__(self, config: dict, params_file: str) -> None:
+        self.config, self.params_file = config, params_file
+
+    def input(self, name: str):
+        stage = STAGES[name]
+        return lambda wc: stage.inputs(self.config, dict(wc.items()))
+
+    def output(self, name: str) -> list:
+        from snakemake.io import directory
+
+        return [directory(o.rstrip("/")) if o.endswith("/") else o for o in STAGES[name].outputs]
+
+    def sections(self, name: str):
+        """The params sections a stage reads, as JSON: Snakemake reruns the job when they change."""
+        import json
+
+        stage = STAGES[name]
+        return lambda wc: json.dumps({k: _section(self.config, k) for k in stage.params(self.config, dict(wc.items()))},
+                                     sort_keys=True)
+
+    def threads(self, name: str) -> int:
+        return int(self.config["runtime"]["threads"]) if STAGES[name].heavy else 1
+
+    def shell(self, name: str) -> str:
+        stage = STAGES[name]
+        return stage.command("{params.file}", {k: "{wildcards.%s}" % k for k in stage.wildcards})
+
+
+def snakemake_params_file(config: dict, default: str = "params.yaml") -> str:
+    """params.yaml itself when Snakemake's config equals it; otherwise the merged config, written once."""
+    from .config import digest
+    from .io import save_text
+
+    base = Path(default)
+    if base.exists() and yaml.safe_load(base.read_text()) == config:
+        return default
+    path = Path(".sempos") / f"params-{digest(config)}.yaml"
+    if not path.exists():
+        save_text(yaml.safe_dump(config, sort_keys=False), path)
+    return str(path)

@@ -1,0 +1,80 @@
+"""Collect every metrics.json into one frame and format method x metric tables (mean ± std over seeds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def collect(results: Path, ds: str) -> pd.DataFrame:
+    """One row per (method, seed) with one column per metric."""
+    rows: dict[tuple[str, int], dict] = {}
+
+    def put(m, key, value):
+        rows.setdefault((m["method"], int(m["seed"])), {})[key] = value
+
+    for p in sorted((results / "knn" / ds).glob("*/seed*/metrics.json")):
+        m = _read(p)
+        put(m, "knn top1", m["top1"])
+    for p in sorted((results / "linear" / ds).glob("*/seed*/metrics.json")):
+        m = _read(p)
+        put(m, "linear top1", m["top1"])
+        put(m, "linear top5", m["top5"])
+    for p in sorted(results.glob(f"transfer/*/{ds}/*/seed*/metrics.json")):
+        m = _read(p)
+        put(m, f"transfer {m['target']} top1", m["top1"])
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index = pd.MultiIndex.from_tuples(df.index, names=["method", "seed"])
+    return df.sort_index()
+
+
+def summarize(per_seed: pd.DataFrame, order: list[str], baseline: str | None) -> pd.DataFrame:
+    """mean and std per method (std over seeds; NaN with one seed), plus deltas to the baseline."""
+    g = per_seed.groupby(level="method")
+    mean, std, n = g.mean(), g.std(), g.size()
+    out = pd.DataFrame(index=[m for m in order if m in mean.index])
+    for col in mean.columns:
+        out[col] = mean[col]
+        out[col + " std"] = std[col]
+        if baseline and baseline in mean.index:
+            out[col + " delta"] = mean[col] - mean.loc[baseline, col]
+    out["seeds"] = n
+    out.index.name = "method"
+    return out
+
+
+def pretty(summary: pd.DataFrame) -> pd.DataFrame:
+    """'mean ± std (Δ)' strings for markdown/LaTeX."""
+    metrics = [c for c in summary.columns if not c.endswith((" std", " delta")) and c != "seeds"]
+    out = pd.DataFrame(index=summary.index)
+    for c in metrics:
+        cells = []
+        for m in summary.index:
+            s = f"{summary.loc[m, c]:.2f}"
+            sd = summary.loc[m, c + " std"]
+            if pd.notna(sd):
+                s += f" ± {sd:.2f}"
+            d = summary.loc[m, c + " delta"] if c + " delta" in summary else float("nan")
+            if pd.notna(d) and d != 0:
+                s += f" ({d:+.2f})"
+            cells.append(s)
+        out[c] = cells
+    out["seeds"] = summary["seeds"]
+    return out
+
+
+def write_table(df: pd.DataFrame, stem: Path, caption: str) -> list[Path]:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    from ..io import save_text
+
+    paths = [stem.with_suffix(".md"), stem.with_suffix(".csv"), stem.with_suffix(".tex")]
+    save_text(f"<!-- {caption} -->\n" + df.to_markdown() + "\n", paths[0])
+    save_text(df.to_csv(), paths[1])
+    save_text(df.to_latex(caption=caption, escape=True), paths[2])
+    return paths

@@ -1,0 +1,1 @@
+"""One thin command-line entry point per DAG stage: python -m sempos.stages.<name>."""

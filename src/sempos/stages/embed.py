@@ -1,0 +1,33 @@
+"""Features of a target dataset's train/val/test splits under a pretrained backbone (no augmentation)."""
+
+from pathlib import Path
+
+from ..data.prepare import load_prepared
+from ..io import save_torch
+from ..runtime import resolve
+from ..train.trainer import load_backbone
+from ..eval.features import extract
+from .common import run_stage
+
+
+def body(params, args):
+    rt = resolve(params["runtime"])
+    bb, norm, meta = load_backbone(Path(f"runs/{args.ds}/{args.method}/seed{args.seed}/backbone.pt"), rt.device)
+    data = load_prepared(Path(f"data/prepared/{args.target}.pt"))
+    size = meta["image_size"]
+    # A target with other channels/statistics is standardised with the pretraining statistics,
+    # as transfer protocols do with ImageNet's mean/std.
+    out = {"meta": meta, "target": args.target}
+    for split, (images, labels) in {
+        "train": (data["train_x"][data["splits"]["train"]], data["train_y"][data["splits"]["train"]]),
+        "val": (data["train_x"][data["splits"]["val"]], data["train_y"][data["splits"]["val"]]),
+        "test": (data["test_x"], data["test_y"]),
+    }.items():
+        out[f"{split}_f"] = extract(bb, images, norm, rt.device, out_size=size, normalize=False).cpu()
+        out[f"{split}_y"] = labels.clone()
+    out["num_classes"] = len(data["classes"])
+    save_torch(out, Path(f"features/{args.ds}/{args.method}/seed{args.seed}/{args.target}.pt"))
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_stage("embed", ("ds", "method", "seed", "target"), body))

@@ -1,0 +1,72 @@
+"""Tables (md/csv/tex), plots and results/report.md from every metrics file the DAG produced."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..io import save_text
+from ..report import plots, published, tables
+from .common import run_stage
+
+RESULTS = Path("results")
+
+
+def mean_history(ds: str, method: str, seeds: list[int]) -> pd.DataFrame:
+    frames = [pd.read_csv(f"runs/{ds}/{method}/seed{s}/history.csv") for s in seeds]
+    return pd.concat(frames).groupby("epoch", as_index=False).mean(numeric_only=True)
+
+
+def body(params, args):
+    ds = params["data"]["pretrain"]
+    methods = list(params["methods"])
+    baseline = params["report"].get("baseline")
+    per_seed = tables.collect(RESULTS, ds)
+    summary = tables.summarize(per_seed, methods, baseline)
+    tdir = RESULTS / "tables"
+    tables.write_table(per_seed.round(3), tdir / "per_seed", f"{ds}: every metric per method and seed")
+    tables.write_table(tables.pretty(summary), tdir / "main", f"{ds}: mean ± std over seeds (Δ to {baseline})")
+    tables.write_table(published.small_scale_table(), tdir / "published_small_scale", published.PC_CP)
+    pdir = RESULTS / "plots"
+    metric_cols = [c for c in ("knn top1", "linear top1") if c in summary.columns]
+    plots.accuracy_bars(summary, metric_cols, pdir / "accuracy.png", f"{ds}: last-epoch accuracy")
+    transfer_cols = [c for c in summary.columns if c.startswith("transfer") and not c.endswith(("std", "delta"))]
+    if transfer_cols:
+        plots.accuracy_bars(summary, transfer_cols, pdir / "transfer.png", f"transfer from {ds}")
+    hist = {m: mean_history(ds, m, params["seeds"]) for m in methods}
+    plots.curves(hist, "knn_top1", pdir / "knn_vs_epoch.png", f"{ds}: online kNN monitor", "kNN top-1 (%)")
+    lines = [
+        f"# sempos report: {ds}",
+        "",
+        f"Methods: {', '.join(methods)}; seeds: {params['seeds']}; backbone: {params['backbone']}; "
+        f"pretraining epochs: {params['pretrain']['epochs']} on {params['data']['train_subset'] or 'all'} images.",
+        "Last-epoch numbers (no selection on the test set). kNN: k={k}, T={t}.".format(
+            k=params["eval"]["knn"]["k"], t=params["eval"]["knn"]["temperature"]),
+        "",
+        "## Our results (mean ± std over seeds; Δ to the baseline in brackets)",
+        "",
+        tables.pretty(summary).to_markdown(),
+        "",
+        "Tables: [main](tables/main.md) ([csv](tables/main.csv), [tex](tables/main.tex)), "
+        "[per seed](tables/per_seed.md).",
+        "",
+        "![accuracy](plots/accuracy.png)",
+        "",
+        "![kNN vs epoch](plots/knn_vs_epoch.png)",
+        "",
+    ]
+    if transfer_cols:
+        lines += ["![transfer](plots/transfer.png)", ""]
+    lines += [
+        "## Published numbers (not ours; shown for orientation only)",
+        "",
+        f"Source: {published.PC_CP}.",
+        "",
+        published.small_scale_table().to_markdown(),
+        "",
+    ]
+    save_text(tables.pretty(summary).to_csv(), RESULTS / "tables" / "summary.csv")
+    save_text("\n".join(lines), RESULTS / "report.md")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_stage("report", (), body))

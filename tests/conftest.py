@@ -1,0 +1,48 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+os.environ.setdefault("CI", "1")  # quiet progress bars
+torch.set_num_threads(2)
+
+
+def fake_prepared(n_train: int = 256, n_test: int = 64, classes: int = 4, size: int = 28, seed: int = 0) -> dict:
+    """A prepared-dataset payload (as data/prepare.py writes) of class-dependent blobs."""
+    g = torch.Generator().manual_seed(seed)
+    ys = torch.randint(0, classes, (n_train + n_test,), generator=g)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    imgs = []
+    for y in ys.tolist():
+        cy, cx = 6 + 5 * (y // 2), 6 + 12 * (y % 2)
+        blob = torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 30.0)
+        noise = torch.rand(size, size, generator=g) * 0.3
+        imgs.append(((blob + noise).clamp(0, 1) * 255).to(torch.uint8))
+    x = torch.stack(imgs)[:, None]
+    train = torch.arange(n_train)
+    return {
+        "name": "fake", "classes": [str(c) for c in range(classes)],
+        "train_x": x[:n_train], "train_y": ys[:n_train], "test_x": x[n_train:], "test_y": ys[n_train:],
+        "splits": {"train": train[: n_train - 32], "val": train[n_train - 32:], "pretrain": train[: n_train - 32],
+                   "semi": {}},
+    }
+
+
+@pytest.fixture
+def prepared():
+    return fake_prepared()
+
+
+def tiny_settings(algo: str = "simclr", epochs: int = 2, **hp) -> dict:
+    return {
+        "name": f"tiny_{algo}", "algo": algo, "hp": {"algo": algo, **hp},
+        "pretrain": {"epochs": epochs, "batch_size": 32, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9,
+                     "weight_decay": 5e-4, "warmup_epochs": 0, "knn_monitor": 0},
+        "augment": {"crop_scale": [0.2, 1.0], "flip_p": 0.5, "jitter_p": 0.8, "jitter": [0.4, 0.4, 0.4, 0.1],
+                    "grayscale_p": 0.2, "blur_p": 0.0, "solarize_p": 0.0},
+        "backbone": {"arch": "resnet18_cifar", "width": 4},
+    }

@@ -1,0 +1,65 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sempos.config import deep_merge, load_params, method_settings, validate
+from sempos.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def params():
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def test_default_and_overlays_validate():
+    load_params(REPO / "params.yaml")
+    for overlay in sorted((REPO / "config").glob("*.yaml")):
+        load_params(REPO / "params.yaml", [overlay])
+
+
+@pytest.mark.parametrize(
+    "patch,needle",
+    [
+        ({"pretrain": {"epochs": -1}}, "pretrain.epochs"),
+        ({"pretrain": {"optimiser": "sgd"}}, "unknown key"),
+        ({"methods": {"simclr": {"algo": "simclr", "temprature": 0.2}}}, "methods.simclr"),
+        ({"methods": {"bad": {"algo": "nope"}}}, "methods.bad.algo"),
+        ({"augment": {"flip_p": 1.5}}, "augment.flip_p"),
+        ({"runtime": {"device": "tpu"}}, "runtime.device"),
+        ({"seeds": []}, "seeds"),
+    ],
+)
+def test_bad_params_name_the_key(patch, needle):
+    with pytest.raises(ConfigError) as err:
+        validate(deep_merge(params(), patch))
+    assert needle in str(err.value)
+
+
+def test_algo_specific_keys_are_checked():
+    p = deep_merge(params(), {"methods": {"simclr": {"algo": "simclr", "queue_size": 10}}})
+    with pytest.raises(ConfigError, match="queue_size"):
+        validate(p)
+
+
+def test_baseline_must_be_a_method():
+    p = deep_merge(params(), {"report": {"baseline": "ghost"}})
+    with pytest.raises(ConfigError, match="report.baseline"):
+        validate(p)
+
+
+def test_unknown_method_and_missing_file():
+    with pytest.raises(ConfigError, match="unknown method"):
+        method_settings(params(), "ghost")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_params("/nonexistent/params.yaml")
+
+
+def test_method_overrides_merge_into_shared_sections():
+    p = deep_merge(params(), {"methods": {"simclr": {"algo": "simclr", "pretrain": {"epochs": 7}}}})
+    validate(p)
+    s = method_settings(p, "simclr")
+    assert s["pretrain"]["epochs"] == 7
+    assert s["pretrain"]["batch_size"] == p["pretrain"]["batch_size"]
+    assert "pretrain" not in s["hp"]

@@ -1,0 +1,56 @@
+"""Snakemake dry runs over the default and every overlay list the expected jobs."""
+
+import collections
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sempos.config import load_params
+from sempos.pipeline import STAGES
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
+
+
+def expected_counts(params) -> dict[str, int]:
+    return {name: len(s.instances(params)) for name, s in STAGES.items()}
+
+
+def dry_run(tmp_path: Path, overlay: str | None) -> dict[str, int]:
+    # A fresh directory holding only the workflow, so no existing output shortens the job list.
+    for item in ("Snakefile", "params.yaml", "workflow", "config", "profiles"):
+        src = REPO / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
+    cmd = [SNAKEMAKE, "-n", "--cores", "2", "--quiet", "rules"]
+    if overlay:
+        cmd += ["--configfile", overlay]
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    counts = collections.Counter()
+    for line in out.stdout.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m and m.group(1) not in ("total", "job"):
+            counts[m.group(1)] = int(m.group(2))
+    return dict(counts)
+
+
+@pytest.mark.parametrize("overlay", [None] + sorted(p.name for p in (REPO / "config").glob("*.yaml")))
+def test_dry_run_lists_every_stage(tmp_path, overlay):
+    params = load_params(REPO / "params.yaml", [REPO / "config" / overlay] if overlay else [])
+    counts = dry_run(tmp_path, f"config/{overlay}" if overlay else None)
+    want = {k: v for k, v in expected_counts(params).items() if v}
+    want["all"] = 1
+    assert counts == want
+
+
+def test_invalid_config_fails_dry_run_naming_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pretrain:\n  epochz: 3\n")
+    out = subprocess.run([SNAKEMAKE, "-n", "--cores", "1", "--configfile", str(bad)], cwd=REPO,
+                         capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "epochz" in out.stdout + out.stderr

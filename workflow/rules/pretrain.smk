@@ -1,0 +1,13 @@
+# Thin rules: everything comes from sempos.pipeline.STAGES (pretrain).
+
+rule pretrain:
+    input:
+        SMK.input("pretrain"),
+    output:
+        SMK.output("pretrain"),
+    params:
+        file=SMK.params_file,
+        sections=SMK.sections("pretrain"),
+    threads: SMK.threads("pretrain")
+    shell:
+        SMK.shell("pretrain")
