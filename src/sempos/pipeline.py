@@ -28,7 +28,8 @@ KNN = "results/knn/{ds}/{method}/seed{seed}/metrics.json"
 LINEAR = "results/linear/{ds}/{method}/seed{seed}/metrics.json"
 TRANSFER = "results/transfer/{target}/{ds}/{method}/seed{seed}/metrics.json"
 REPORT = "results/report.md"
-TABLE = "results/tables/summary.csv"
+TABLES = "results/tables/"
+PLOTS = "results/plots/"
 
 WILDCARD_PATTERNS = {"ds": "[a-z0-9_]+", "method": "[a-z][a-z0-9_]*", "seed": "[0-9]+",
                      "target": "[a-z0-9_]+"}
@@ -148,7 +149,7 @@ STAGES: dict[str, Stage] = {
             code=("src/sempos/eval/transfer.py",),
         ),
         Stage(
-            name="report", wildcards=(), outputs=(REPORT, TABLE),
+            name="report", wildcards=(), outputs=(REPORT, TABLES, PLOTS),
             inputs=_report_inputs, params=lambda p, wc: ["report"],
             instances=lambda p: [{}],
             code=("src/sempos/report",),
@@ -158,7 +159,7 @@ STAGES: dict[str, Stage] = {
 
 
 def final_targets(p: dict) -> list[str]:
-    return list(STAGES["report"].outputs)
+    return [fill(o, {}) for o in STAGES["report"].outputs]
 
 
 def instance_name(stage: Stage, wc: Wc) -> str:

@@ -70,9 +70,9 @@ def test_dvc_adopts_the_snakemake_run_and_reruns_only_the_changed_method(workdir
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dry = run([str(BIN / "dvc"), "repro", "--dry"], workdir).stdout
     ran = {line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")}
-    assert "pretrain-fmnist-simclr-seed0" in ran
-    assert "report" in ran
-    assert not [s for s in ran if "mocov2" in s or "random_init" in s], ran
+    # DVC's dry run lists the stages whose own deps/params changed; downstream stages follow once
+    # the new outputs exist. Only simclr's pretraining depends on methods.simclr.
+    assert ran == {"pretrain-fmnist-simclr-seed0"}, ran
 
     smk = run([str(BIN / "snakemake"), "-n", "--cores", "2", "--quiet", "rules"], workdir).stdout
     assert "pretrain        1" in smk or "pretrain 1" in " ".join(smk.split()), smk

@@ -42,4 +42,4 @@ def linear_probe(train_f, train_y, test_f, test_y, num_classes: int, epochs: int
         train_acc = topk_accuracy(fc(train_f), train_y)["top1"]
     if not torch.isfinite(loss):
         raise FloatingPointError("linear probe diverged (non-finite loss); lower eval.linear.lr")
-    return {**acc, "train_top1": train_acc, "epochs": epochs, "final_loss": float(loss)}
+    return {**acc, "train_top1": train_acc, "epochs": epochs, "final_loss": float(loss.detach())}
