@@ -19,6 +19,7 @@ class Runtime:
     channels_last: bool
     compile: bool
     progress: bool
+    sync_bn: bool = False
 
     @property
     def autocast(self):
@@ -27,10 +28,15 @@ class Runtime:
 
 
 def resolve(cfg: Mapping) -> Runtime:
+    from . import dist
+
     want = cfg.get("device", "auto")
+    ddp_device = dist.init_from_env()
     if want == "cuda" and not torch.cuda.is_available():
         raise ConfigError("runtime.device is 'cuda' but no CUDA device is visible; set runtime.device: auto or cpu")
     device = torch.device("cuda" if want == "cuda" or (want == "auto" and torch.cuda.is_available()) else "cpu")
+    if ddp_device is not None and device.type == ddp_device.type:
+        device = ddp_device
     torch.set_num_threads(int(cfg.get("threads", 2)))
     precision = cfg.get("precision", "auto")
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
@@ -46,4 +52,5 @@ def resolve(cfg: Mapping) -> Runtime:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     return Runtime(device, amp, device.type == "cuda" if cl == "auto" else bool(cl),
-                   bool(cfg.get("compile", False)), bool(progress))
+                   bool(cfg.get("compile", False)), bool(progress) and dist.is_main(),
+                   bool(cfg.get("sync_bn", False)))

@@ -45,6 +45,13 @@ class Algorithm(nn.Module):
         self.backbone = backbone
         self.num_train = num_train
 
+    # Set by algorithms with parameters that some steps leave unused (DDP must then look for them).
+    ddp_find_unused: ClassVar[bool] = False
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        # DDP synchronises gradients of what runs inside forward(), so the step goes through here.
+        return self.training_step(x1, x2, batch)
+
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return []
 

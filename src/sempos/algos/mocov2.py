@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .. import dist
 from ..losses import infonce_queue
 from .base import Algorithm, Batch
 from .heads import mlp
@@ -20,6 +21,8 @@ class KeyQueue(torch.nn.Module):
 
     @torch.no_grad()
     def push(self, k: torch.Tensor) -> None:
+        """Enqueue the keys of the global batch (gathered in rank order), so every rank's queue is equal."""
+        k = dist.gather(k)
         size = self.keys.shape[0]
         n = k.shape[0]
         if n > size:
@@ -45,20 +48,32 @@ class MoCoV2(Algorithm):
         return [(self.backbone, self.backbone_k), (self.projector, self.projector_k)]
 
     @torch.no_grad()
-    def _keys(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.projector_k(self.backbone_k(x)).float(), dim=1)
+    def _keys(self, x: torch.Tensor, batch: Batch) -> torch.Tensor:
+        if dist.world_size() == 1:
+            return F.normalize(self.projector_k(self.backbone_k(x)).float(), dim=1)
+        # Shuffle-BN (MoCo): keys are computed on a batch shuffled across processes, so BN statistics
+        # cannot leak which query a key belongs to. The permutation is a function of the step, shared by all.
+        xs = dist.gather(x)
+        g = torch.Generator().manual_seed(batch.epoch * 1_000_003 + batch.step)
+        perm = torch.randperm(xs.shape[0], generator=g).to(x.device)
+        n, r = x.shape[0], dist.rank()
+        k = F.normalize(self.projector_k(self.backbone_k(xs[perm[r * n:(r + 1) * n]])).float(), dim=1)
+        ks = dist.gather(k)
+        k_all = torch.empty_like(ks)
+        k_all[perm] = ks
+        return k_all[r * n:(r + 1) * n]
 
     def training_step(self, x1: torch.Tensor, x2: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         tau = self.hp["temperature"]
         queue = self.queue.keys.clone()
         if self.hp["symmetric"]:
             q1, q2 = self.projector(self.backbone(torch.cat([x1, x2]))).float().chunk(2)
-            k1, k2 = self._keys(torch.cat([x1, x2])).chunk(2)
+            k1, k2 = torch.cat([self._keys(x1, batch), self._keys(x2, batch)]).chunk(2)
             loss = 0.5 * (infonce_queue(q1, k2, queue, tau) + infonce_queue(q2, k1, queue, tau))
             self.queue.push(torch.cat([k1, k2]))
         else:
             q1 = self.projector(self.backbone(x1)).float()
-            k2 = self._keys(x2)
+            k2 = self._keys(x2, batch)
             loss = infonce_queue(q1, k2, queue, tau)
             self.queue.push(k2)
         return {"loss": loss}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import dist
 from ..losses import nt_xent
 from .base import Algorithm, Batch
 from .heads import mlp
@@ -20,4 +21,5 @@ class SimCLR(Algorithm):
     def training_step(self, x1: torch.Tensor, x2: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         z = self.projector(self.backbone(torch.cat([x1, x2])))
         z1, z2 = z.float().chunk(2)
-        return {"loss": nt_xent(z1, z2, self.hp["temperature"])}
+        # Negatives come from the global batch: every process sees every other process's views.
+        return {"loss": nt_xent(dist.gather_with_grad(z1), dist.gather_with_grad(z2), self.hp["temperature"])}

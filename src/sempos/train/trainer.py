@@ -18,11 +18,12 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
+from .. import dist
 from ..algos import registry
 from ..algos.base import Batch, ema_update
 from ..augment import AugmentSpec, Normalizer, augment_batch
 from ..config import digest
-from ..errors import NonFiniteLossError
+from ..errors import ConfigError, NonFiniteLossError
 from ..eval.features import extract
 from ..eval.knn import knn_accuracy
 from ..io import load_torch, save_text, save_torch
@@ -47,9 +48,9 @@ class PretrainJob:
     extras: dict = field(default_factory=dict)
 
 
-def step_generator(device: torch.device, seed: int, epoch: int, step: int) -> torch.Generator:
+def step_generator(device: torch.device, seed: int, epoch: int, step: int, rank: int = 0) -> torch.Generator:
     g = torch.Generator(device=device)
-    g.manual_seed((seed * 1_000_003 + epoch * 100_003 + step * 7 + 12345) % (2**63))
+    g.manual_seed((seed * 1_000_003 + epoch * 100_003 + step * 7 + rank * 7_777_777 + 12345) % (2**63))
     return g
 
 
@@ -86,6 +87,14 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model.parameters(), self.cfg) if self.model.trains else None
         self.batch = min(self.cfg["batch_size"], len(self.pairs))
+        self.world, self.rank = dist.world_size(), dist.rank()
+        if self.batch % self.world:
+            raise ConfigError(f"pretrain.batch_size {self.batch} is not divisible by the {self.world} processes")
+        self.local_batch = self.batch // self.world
+        self.wrapped = self._wrap_ddp() if self.world > 1 and self.model.trains else self.model
+        if rt.compile and self.model.trains:
+            # Compiles the step's forward; self.model keeps its parameter names for checkpoints.
+            self.wrapped = torch.compile(self.wrapped)
         self.steps_per_epoch = len(self.pairs) // self.batch  # drop_last: every batch is full
         self.total_steps = self.steps_per_epoch * self.cfg["epochs"]
         self.base_lr = self.cfg["lr"] * self.cfg["batch_size"] / 256
@@ -94,6 +103,17 @@ class Trainer:
         self.history: list[dict] = []
         self.start_epoch = 0
         self._monitor = self._monitor_sets(data)
+
+    def _wrap_ddp(self):
+        from torch.nn.parallel import DistributedDataParallel
+
+        if self.rt.sync_bn:
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        ids = [self.rt.device.index] if self.rt.device.type == "cuda" else None
+        # Queues and banks stay identical across ranks because every push is gathered first, so
+        # buffers are not re-broadcast each step (that would copy the whole queue per iteration).
+        return DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False,
+                                       find_unused_parameters=self.model.ddp_find_unused)
 
     # --- checkpointing -------------------------------------------------------------------------
     def _state(self, epoch: int) -> dict:
@@ -133,8 +153,8 @@ class Trainer:
                 data["test_x"][: max(1, n // 2)], data["test_y"][: max(1, n // 2)].to(self.rt.device))
 
     def knn_monitor(self) -> float:
-        """Online kNN top-1 on a fixed slice (labels used only for this monitor)."""
-        if self._monitor is None:
+        """Online kNN top-1 on a fixed slice (labels used only for this monitor; main process only)."""
+        if self._monitor is None or not dist.is_main():
             return float("nan")
         bx, by, qx, qy = self._monitor
         bb = self.model.backbone
@@ -148,15 +168,16 @@ class Trainer:
         lr = lr_at(gstep, self.total_steps, self.cfg["warmup_epochs"] * self.steps_per_epoch, self.base_lr)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        batch_pairs = pairs[step * self.batch:(step + 1) * self.batch].to(self.rt.device)
-        gen = step_generator(self.rt.device, self.job.seed, epoch, step)
+        lo = step * self.batch + self.rank * self.local_batch
+        batch_pairs = pairs[lo:lo + self.local_batch].to(self.rt.device)
+        gen = step_generator(self.rt.device, self.job.seed, epoch, step, self.rank)
         x1 = augment_batch(self.images[batch_pairs[:, 0]], self.aug, self.size, gen, self.norm)
         x2 = augment_batch(self.images[batch_pairs[:, 1]], self.aug, self.size, gen, self.norm)
         if self.rt.channels_last:
             x1, x2 = x1.contiguous(memory_format=torch.channels_last), x2.contiguous(memory_format=torch.channels_last)
         batch = Batch(batch_pairs[:, 0], batch_pairs[:, 1], epoch, step, gstep / max(1, self.total_steps))
         with self.rt.autocast:
-            out = self.model.training_step(x1, x2, batch)
+            out = self.wrapped(x1, x2, batch)
         loss = out["loss"]
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
@@ -200,11 +221,16 @@ class Trainer:
                 "pairs_per_s": round(self.steps_per_epoch * self.batch / max(secs, 1e-9), 1),
             })
             log.info("%s seed %d epoch %d: %s", self.job.settings["name"], self.job.seed, epoch + 1, self.history[-1])
-            save_torch(self._state(epoch), self.job.run_dir / CHECKPOINT)
+            if dist.is_main():
+                save_torch(self._state(epoch), self.job.run_dir / CHECKPOINT)
+            dist.barrier()
         return self.finish()
 
     def finish(self) -> dict:
         bb = self.model.backbone
+        if not dist.is_main():
+            dist.barrier()
+            return {}
         meta = {"arch": self.job.settings["backbone"]["arch"], "width": self.job.settings["backbone"]["width"],
                 "in_channels": bb.in_channels, "feat_dim": bb.feat_dim,
                 "norm_mean": self.norm.mean.flatten().tolist(), "norm_std": self.norm.std.flatten().tolist(),
@@ -213,6 +239,7 @@ class Trainer:
         save_text(history_csv(self.history), self.job.run_dir / "history.csv")
         state = {k: v.detach().cpu() for k, v in bb.state_dict().items()}
         save_torch({"meta": meta, "state_dict": state}, self.job.run_dir / "backbone.pt")
+        dist.barrier()
         return meta
 
 
