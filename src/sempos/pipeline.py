@@ -250,9 +250,14 @@ class SnakemakeView:
     def threads(self, name: str) -> int:
         return int(self.config["runtime"]["threads"]) if STAGES[name].heavy else 1
 
+    def gpus(self, name: str) -> int:
+        return int(self.config["runtime"].get("gpus_per_job", 0)) if STAGES[name].heavy else 0
+
     def shell(self, name: str) -> str:
         stage = STAGES[name]
-        return stage.command("{params.file}", {k: "{wildcards.%s}" % k for k in stage.wildcards})
+        cmd = stage.command("{params.file}", {k: "{wildcards.%s}" % k for k in stage.wildcards})
+        # The same command as dvc.yaml's, wrapped so the job gets its own GPUs (torchrun when > 1).
+        return f"python -m sempos.launch --gpus {{resources.gpu}} -- {cmd}" if self.gpus(name) else cmd
 
 
 def snakemake_params_file(config: dict, default: str = "params.yaml") -> str:

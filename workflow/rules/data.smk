@@ -9,6 +9,8 @@ rule download:
         file=SMK.params_file,
         sections=SMK.sections("download"),
     threads: SMK.threads("download")
+    resources:
+        gpu=SMK.gpus("download"),
     shell:
         SMK.shell("download")
 
@@ -22,5 +24,7 @@ rule prepare:
         file=SMK.params_file,
         sections=SMK.sections("prepare"),
     threads: SMK.threads("prepare")
+    resources:
+        gpu=SMK.gpus("prepare"),
     shell:
         SMK.shell("prepare")

@@ -9,6 +9,8 @@ rule embed:
         file=SMK.params_file,
         sections=SMK.sections("embed"),
     threads: SMK.threads("embed")
+    resources:
+        gpu=SMK.gpus("embed"),
     shell:
         SMK.shell("embed")
 
@@ -22,6 +24,8 @@ rule knn:
         file=SMK.params_file,
         sections=SMK.sections("knn"),
     threads: SMK.threads("knn")
+    resources:
+        gpu=SMK.gpus("knn"),
     shell:
         SMK.shell("knn")
 
@@ -35,6 +39,8 @@ rule linear:
         file=SMK.params_file,
         sections=SMK.sections("linear"),
     threads: SMK.threads("linear")
+    resources:
+        gpu=SMK.gpus("linear"),
     shell:
         SMK.shell("linear")
 
@@ -48,5 +54,7 @@ rule transfer:
         file=SMK.params_file,
         sections=SMK.sections("transfer"),
     threads: SMK.threads("transfer")
+    resources:
+        gpu=SMK.gpus("transfer"),
     shell:
         SMK.shell("transfer")

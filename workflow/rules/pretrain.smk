@@ -9,5 +9,7 @@ rule pretrain:
         file=SMK.params_file,
         sections=SMK.sections("pretrain"),
     threads: SMK.threads("pretrain")
+    resources:
+        gpu=SMK.gpus("pretrain"),
     shell:
         SMK.shell("pretrain")

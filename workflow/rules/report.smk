@@ -9,5 +9,7 @@ rule report:
         file=SMK.params_file,
         sections=SMK.sections("report"),
     threads: SMK.threads("report")
+    resources:
+        gpu=SMK.gpus("report"),
     shell:
         SMK.shell("report")
