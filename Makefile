@@ -43,6 +43,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not e2e"
 
 bench: setup
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/throughput.py
 	$(PY) bench/mine.py
 
