@@ -2,9 +2,9 @@
 
 Images stay uint8 on the device; each call draws per-sample parameters for a whole batch and applies
 random resized crop + flip (one affine resample), colour jitter, grayscale, Gaussian blur and solarize.
-Differences from torchvision's PIL pipeline, kept on purpose for speed: jitter is applied in the fixed
-order brightness, contrast, saturation, hue; hue is a rotation in YIQ space; a crop whose box would leave
-the image is clamped instead of re-drawn.
+Crops, flips and each colour operation follow torchvision's definitions (tests/unit/
+test_augment_distribution.py compares the distributions); the one difference kept for speed is that
+jitter runs in the fixed order brightness, contrast, saturation, hue instead of a random order.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-_GRAY = (0.299, 0.587, 0.114)
+_GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
+_CROP_TRIES = 10  # torchvision's RandomResizedCrop draws up to 10 candidates before its fallback
 
 
 @dataclass(frozen=True)
@@ -45,17 +46,32 @@ def _bernoulli(n: int, p: float, gen: torch.Generator, device) -> torch.Tensor:
     return torch.rand(n, generator=gen, device=device) < p
 
 
+def crop_params(n: int, spec: AugmentSpec, gen: torch.Generator, device="cpu"):
+    """Per-sample crop width/height (fractions of the side), centre in [-1, 1] coordinates, flip sign.
+
+    Same distribution as torchvision's RandomResizedCrop: up to 10 (area, log-ratio) candidates per sample,
+    the first that fits inside the image wins; none fitting falls back to the whole image.
+    """
+    area = _uniform(n * _CROP_TRIES, *spec.crop_scale, gen, device).view(n, _CROP_TRIES)
+    log_r = _uniform(n * _CROP_TRIES, math.log(spec.crop_ratio[0]), math.log(spec.crop_ratio[1]), gen,
+                     device).view(n, _CROP_TRIES)
+    ratio = torch.exp(log_r)
+    w_all, h_all = torch.sqrt(area * ratio), torch.sqrt(area / ratio)
+    fits = (w_all <= 1) & (h_all <= 1)
+    first = fits.to(torch.int8).argmax(1, keepdim=True)
+    any_fit = fits.any(1)
+    w = torch.where(any_fit, w_all.gather(1, first).squeeze(1), torch.ones_like(any_fit, dtype=w_all.dtype))
+    h = torch.where(any_fit, h_all.gather(1, first).squeeze(1), torch.ones_like(any_fit, dtype=h_all.dtype))
+    cx = (_uniform(n, -1, 1, gen, device)) * (1 - w)
+    cy = (_uniform(n, -1, 1, gen, device)) * (1 - h)
+    flip = torch.where(_bernoulli(n, spec.flip_p, gen, device), -1.0, 1.0)
+    return w, h, cx, cy, flip
+
+
 def crop_flip(x: torch.Tensor, spec: AugmentSpec, out_size: int, gen: torch.Generator) -> torch.Tensor:
     """Random resized crop and horizontal flip of a float batch, as one bilinear affine resample."""
     n, dev = x.shape[0], x.device
-    area = _uniform(n, *spec.crop_scale, gen, dev)
-    log_r = _uniform(n, math.log(spec.crop_ratio[0]), math.log(spec.crop_ratio[1]), gen, dev)
-    ratio = torch.exp(log_r)
-    w = torch.sqrt(area * ratio).clamp(max=1.0)
-    h = torch.sqrt(area / ratio).clamp(max=1.0)
-    cx = (_uniform(n, -1, 1, gen, dev)) * (1 - w)
-    cy = (_uniform(n, -1, 1, gen, dev)) * (1 - h)
-    flip = torch.where(_bernoulli(n, spec.flip_p, gen, dev), -1.0, 1.0)
+    w, h, cx, cy, flip = crop_params(n, spec, gen, dev)
     theta = torch.zeros(n, 2, 3, device=dev, dtype=x.dtype)
     theta[:, 0, 0] = w * flip
     theta[:, 0, 2] = cx
@@ -76,17 +92,35 @@ def _blend(a: torch.Tensor, b: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     return (f.view(-1, 1, 1, 1) * a + (1 - f.view(-1, 1, 1, 1)) * b).clamp_(0, 1)
 
 
+def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    r, g, b = x.unbind(1)
+    maxc, minc = x.max(1).values, x.min(1).values
+    v = maxc
+    delta = maxc - minc
+    s = delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc))
+    d = torch.where(delta > 0, delta, torch.ones_like(delta))
+    rc, gc, bc = (maxc - r) / d, (maxc - g) / d, (maxc - b) / d
+    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
+    return torch.stack([h, s, v], 1)
+
+
+def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    h, s, v = x.unbind(1)
+    i = torch.floor(h * 6.0)
+    f = h * 6.0 - i
+    i = i.to(torch.int64) % 6
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    table = torch.stack([torch.stack(c, 1) for c in
+                         ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))], 0)
+    return table.gather(0, i.unsqueeze(0).unsqueeze(2).expand(1, -1, 3, -1, -1)).squeeze(0)
+
+
 def _hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Rotate chroma in YIQ space by 2*pi*shift (an approximation of HSV hue shift)."""
-    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-                          device=x.device, dtype=x.dtype)
-    from_yiq = torch.linalg.inv(to_yiq)
-    yiq = torch.einsum("ij,njhw->nihw", to_yiq, x)
-    ang = 2 * math.pi * shift
-    c, s = torch.cos(ang).view(-1, 1, 1), torch.sin(ang).view(-1, 1, 1)
-    i, q = yiq[:, 1], yiq[:, 2]
-    yiq = torch.stack([yiq[:, 0], c * i - s * q, s * i + c * q], 1)
-    return torch.einsum("ij,njhw->nihw", from_yiq, yiq).clamp_(0, 1)
+    """HSV hue shift by a per-sample fraction of a turn (torchvision's adjust_hue, batched)."""
+    hsv = _rgb_to_hsv(x)
+    hsv[:, 0] = (hsv[:, 0] + shift.view(-1, 1, 1)) % 1.0
+    return _hsv_to_rgb(hsv).clamp_(0, 1)
 
 
 def color_jitter(x: torch.Tensor, spec: AugmentSpec, gen: torch.Generator) -> torch.Tensor:
