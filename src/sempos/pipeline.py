@@ -23,6 +23,10 @@ RAW = "data/raw/{ds}/"  # a directory: every verified raw file plus MANIFEST.jso
 PREPARED = "data/prepared/{ds}.pt"
 BACKBONE = "runs/{ds}/{method}/seed{seed}/backbone.pt"
 HISTORY = "runs/{ds}/{method}/seed{seed}/history.csv"
+POSITIVES = "runs/{ds}/{method}/seed{seed}/positives.json"
+PAIRS = "pairs/{ds}/{method}/seed{seed}.csv"
+PAIRS_DIAG = "pairs/{ds}/{method}/seed{seed}.json"
+MINED_SOURCES = ("mined", "study_m")
 FEATURES = "features/{ds}/{method}/seed{seed}/{target}.pt"
 KNN = "results/knn/{ds}/{method}/seed{seed}/metrics.json"
 LINEAR = "results/linear/{ds}/{method}/seed{seed}/metrics.json"
@@ -84,6 +88,27 @@ def feature_targets(p: dict) -> list[str]:
     return sorted({pretrain_ds(p)} | {dataset_of_target(t) for t in transfer_targets(p)})
 
 
+def positives_of(p: dict, method: str) -> dict:
+    return p["methods"][method].get("positives") or {}
+
+
+def is_mined(p: dict, method: str) -> bool:
+    return positives_of(p, method).get("source", "augment") in MINED_SOURCES
+
+
+def mined_runs(p: dict) -> list[dict]:
+    return [r for r in runs(p) if is_mined(p, r["method"])]
+
+
+def _pretrain_inputs(p: dict, wc: Wc) -> list[str]:
+    return [fill(PREPARED, wc)] + ([fill(PAIRS, wc)] if is_mined(p, wc["method"]) else [])
+
+
+def _mine_inputs(p: dict, wc: Wc) -> list[str]:
+    sampler = positives_of(p, wc["method"])["from"]
+    return [fill(BACKBONE, {**wc, "method": sampler}), fill(PREPARED, wc)]
+
+
 def _pretrain_params(p: dict, wc: Wc) -> list[str]:
     return ["backbone", "pretrain", "augment", f"methods.{wc['method']}"]
 
@@ -91,7 +116,9 @@ def _pretrain_params(p: dict, wc: Wc) -> list[str]:
 def _report_inputs(p: dict, wc: Wc) -> list[str]:
     out = []
     for r in runs(p):
-        out += [fill(HISTORY, r), fill(KNN, r), fill(LINEAR, r)]
+        out += [fill(HISTORY, r), fill(POSITIVES, r), fill(KNN, r), fill(LINEAR, r)]
+        if is_mined(p, r["method"]):
+            out.append(fill(PAIRS_DIAG, r))
         out += [fill(TRANSFER, {**r, "target": t}) for t in transfer_targets(p)]
     return out
 
@@ -113,8 +140,13 @@ STAGES: dict[str, Stage] = {
             code=("src/sempos/data",),
         ),
         Stage(
-            name="pretrain", wildcards=("ds", "method", "seed"), outputs=(BACKBONE, HISTORY),
-            inputs=lambda p, wc: [fill(PREPARED, wc)],
+            name="mine", wildcards=("ds", "method", "seed"), outputs=(PAIRS, PAIRS_DIAG),
+            inputs=_mine_inputs, params=lambda p, wc: [f"methods.{wc['method']}.positives"],
+            instances=mined_runs, code=("src/sempos/mining",), heavy=True,
+        ),
+        Stage(
+            name="pretrain", wildcards=("ds", "method", "seed"), outputs=(BACKBONE, HISTORY, POSITIVES),
+            inputs=_pretrain_inputs,
             params=_pretrain_params, instances=runs,
             code=("src/sempos/train", "src/sempos/algos", "src/sempos/models", "src/sempos/augment.py",
                   "src/sempos/losses.py"),

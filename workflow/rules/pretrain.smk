@@ -1,4 +1,4 @@
-# Thin rules: everything comes from sempos.pipeline.STAGES (pretrain).
+# Thin rules: everything comes from sempos.pipeline.STAGES (pretrain, mine).
 
 rule pretrain:
     input:
@@ -13,3 +13,18 @@ rule pretrain:
         gpu=SMK.gpus("pretrain"),
     shell:
         SMK.shell("pretrain")
+
+
+rule mine:
+    input:
+        SMK.input("mine"),
+    output:
+        SMK.output("mine"),
+    params:
+        file=SMK.params_file,
+        sections=SMK.sections("mine"),
+    threads: SMK.threads("mine")
+    resources:
+        gpu=SMK.gpus("mine"),
+    shell:
+        SMK.shell("mine")

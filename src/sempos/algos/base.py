@@ -44,6 +44,17 @@ class Algorithm(nn.Module):
         self.hp = {**self.HPARAMS, **{k: v for k, v in hp.items() if k in self.HPARAMS}}
         self.backbone = backbone
         self.num_train = num_train
+        # Set by the trainer: labels of every training image (diagnostics such as neighbour purity only),
+        # and the SePP partner index with its switches (variant M, masking partners among negatives).
+        self.diag_labels: torch.Tensor | None = None
+        self.partners = None
+        self.multi_positive = False
+        self.mask_partners = False
+
+    def same_or_partner(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """[len(a), len(b)] True where the two images are the same image or known SePP partners."""
+        same = a.view(-1, 1) == b.view(1, -1)
+        return same if self.partners is None else same | self.partners.lookup(a, b)
 
     # Set by algorithms with parameters that some steps leave unused (DDP must then look for them).
     ddp_find_unused: ClassVar[bool] = False

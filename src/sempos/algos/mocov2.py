@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import dist
-from ..losses import infonce_queue
+from ..losses import infonce_queue, multi_positive_infonce
 from .base import Algorithm, Batch
 from .heads import mlp
 
@@ -18,17 +18,21 @@ class KeyQueue(torch.nn.Module):
         super().__init__()
         self.register_buffer("keys", F.normalize(torch.randn(size, dim), dim=1))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
+        # The image each key came from (-1: initial random keys), to mask known false negatives.
+        self.register_buffer("ids", torch.full((size,), -1, dtype=torch.long))
 
     @torch.no_grad()
-    def push(self, k: torch.Tensor) -> None:
+    def push(self, k: torch.Tensor, ids: torch.Tensor | None = None) -> None:
         """Enqueue the keys of the global batch (gathered in rank order), so every rank's queue is equal."""
         k = dist.gather(k)
+        ids = torch.full((k.shape[0],), -1, dtype=torch.long, device=k.device) if ids is None else dist.gather(ids)
         size = self.keys.shape[0]
         n = k.shape[0]
         if n > size:
-            k, n = k[-size:], size
+            k, ids, n = k[-size:], ids[-size:], size
         rows = (self.ptr + torch.arange(n, device=k.device)) % size
         self.keys[rows] = k.to(self.keys.dtype)
+        self.ids[rows] = ids.to(self.ids.device)
         self.ptr.copy_((self.ptr + n) % size)
 
 
@@ -63,17 +67,24 @@ class MoCoV2(Algorithm):
         k_all[perm] = ks
         return k_all[r * n:(r + 1) * n]
 
-    def training_step(self, x1: torch.Tensor, x2: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+    def _loss(self, q, k, ids_q, ids_k, queue, queue_ids):
         tau = self.hp["temperature"]
-        queue = self.queue.keys.clone()
+        queue_mask = self.same_or_partner(ids_q, queue_ids) if self.mask_partners else None
+        if self.multi_positive:
+            return multi_positive_infonce(q, k, queue, self.same_or_partner(ids_q, ids_k), tau, queue_mask)
+        return infonce_queue(q, k, queue, tau, queue_mask)
+
+    def training_step(self, x1: torch.Tensor, x2: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        queue, queue_ids = self.queue.keys.clone(), self.queue.ids.clone()
+        a, b = batch.idx_a, batch.idx_b
         if self.hp["symmetric"]:
             q1, q2 = self.projector(self.backbone(torch.cat([x1, x2]))).float().chunk(2)
             k1, k2 = torch.cat([self._keys(x1, batch), self._keys(x2, batch)]).chunk(2)
-            loss = 0.5 * (infonce_queue(q1, k2, queue, tau) + infonce_queue(q2, k1, queue, tau))
-            self.queue.push(torch.cat([k1, k2]))
+            loss = 0.5 * (self._loss(q1, k2, a, b, queue, queue_ids) + self._loss(q2, k1, b, a, queue, queue_ids))
+            self.queue.push(torch.cat([k1, k2]), torch.cat([a, b]))
         else:
             q1 = self.projector(self.backbone(x1)).float()
             k2 = self._keys(x2, batch)
-            loss = infonce_queue(q1, k2, queue, tau)
-            self.queue.push(k2)
+            loss = self._loss(q1, k2, a, b, queue, queue_ids)
+            self.queue.push(k2, b)
         return {"loss": loss}

@@ -5,7 +5,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import save_text
-from ..report import plots, published, tables
+from ..pipeline import PAIRS_DIAG, fill, mined_runs
+from ..report import plots, positives, published, tables
 from .common import run_stage
 
 RESULTS = Path("results")
@@ -34,6 +35,26 @@ def body(params, args):
         plots.accuracy_bars(summary, transfer_cols, pdir / "transfer.png", f"transfer from {ds}")
     hist = {m: mean_history(ds, m, params["seeds"]) for m in methods}
     plots.curves(hist, "knn_top1", pdir / "knn_vs_epoch.png", f"{ds}: online kNN monitor", "kNN top-1 (%)")
+    extra = []
+    sepp = positives.sepp_table(summary, params["methods"])
+    if len(sepp):
+        tables.write_table(sepp.round(2), tdir / "sepp", f"{ds}: SePP-ID variants vs their host (last epoch)")
+        extra += ["## Positives beyond augmentation: variant vs host", "", sepp.round(2).to_markdown(), ""]
+        for host in sorted(set(sepp["host"])):
+            names = [host] + list(sepp.index[sepp["host"] == host])
+            plots.curves({n: hist[n] for n in names}, "knn_top1", pdir / f"convergence_{host}.png",
+                         f"{ds}: convergence, {host} vs its variants", "kNN top-1 (%)")
+            extra += [f"![convergence {host}](plots/convergence_{host}.png)", ""]
+    diag_files = [Path(fill(PAIRS_DIAG, r)) for r in mined_runs(params)]
+    sampler = positives.sampler_table(diag_files)
+    if len(sampler):
+        tables.write_table(sampler.round(2), tdir / "sampler_precision", f"{ds}: Semantic Sampler pair precision vs K")
+        extra += ["## Semantic Sampler: pair precision (labels used only for this report)", "",
+                  sampler.round(2).to_markdown(), ""]
+    study = positives.study_table(summary, params["methods"])
+    if len(study):
+        tables.write_table(study.round(2), tdir / "pair_study", f"{ds}: pair-set study, relative gain (S-A)/A")
+        extra += ["## Semantic-pair study (matched sets S/A/A2/M)", "", study.round(2).to_markdown(), ""]
     lines = [
         f"# sempos report: {ds}",
         "",
@@ -56,6 +77,7 @@ def body(params, args):
     ]
     if transfer_cols:
         lines += ["![transfer](plots/transfer.png)", ""]
+    lines += extra
     lines += [
         "## Published numbers (not ours; shown for orientation only)",
         "",

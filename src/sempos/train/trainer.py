@@ -44,6 +44,8 @@ class PretrainJob:
     run_dir: Path
     data: dict              # prepared dataset payload
     pairs: PairSource | None = None
+    partners: object | None = None   # mining.partners.PartnerIndex for SePP variant M / partner masking
+    positives_cfg: dict = field(default_factory=dict)
     on_step: Callable[[int, int], None] | None = None  # test hook: called before each step
     extras: dict = field(default_factory=dict)
 
@@ -85,6 +87,11 @@ class Trainer:
         self.model = build_model(s, int(self.images.shape[1]), len(pre_idx), job.seed).to(rt.device)
         if rt.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.model.diag_labels = self.labels
+        if job.partners is not None:
+            self.model.partners = job.partners.to(rt.device)
+            self.model.multi_positive = job.positives_cfg.get("variant") == "M"
+            self.model.mask_partners = bool(job.positives_cfg.get("mask_partners"))
         self.optimizer = build_optimizer(self.model.parameters(), self.cfg) if self.model.trains else None
         self.batch = min(self.cfg["batch_size"], len(self.pairs))
         self.world, self.rank = dist.world_size(), dist.rank()

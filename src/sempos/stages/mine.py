@@ -1,0 +1,34 @@
+"""The Semantic Sampler stage: mine SPPS with the `from` run's backbone; write pairs + diagnostics."""
+
+from pathlib import Path
+
+from ..config import method_settings
+from ..data.prepare import load_prepared
+from ..errors import ConfigError
+from ..io import save_json
+from ..mining.sampler import mine, write_pairs
+from ..runtime import resolve
+from ..train.positives import MINED_SOURCES, positives_cfg
+from .common import run_stage
+from .pretrain import pairs_path
+
+
+def body(params, args):
+    settings = method_settings(params, args.method)
+    cfg = positives_cfg(settings["hp"])
+    if cfg["source"] not in MINED_SOURCES:
+        raise ConfigError(f"methods.{args.method}.positives.source is {cfg['source']}, not mined: nothing to mine")
+    rt = resolve(params["runtime"])
+    data = load_prepared(Path(f"data/prepared/{args.ds}.pt"))
+    backbone = Path(f"runs/{args.ds}/{cfg['from']}/seed{args.seed}/backbone.pt")
+    # Near-duplicates for the sampler are cos > 0.99 unless the entry sets its own dup_threshold.
+    sampler = {"dup_threshold": 0.99, **{k: v for k, v in (settings["hp"].get("positives") or {}).items()}}
+    pairs, cos, diag = mine(backbone, data, sampler, rt.device, k_max=int(cfg.get("k_max") or 0))
+    out = pairs_path(args.ds, args.method, args.seed)
+    diag.update({"method": args.method, "from": cfg["from"], "seed": int(args.seed)})
+    diag["sha256"] = write_pairs(out, pairs, cos)
+    save_json(diag, out.with_suffix(".json"))
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_stage("mine", ("ds", "method", "seed"), body))

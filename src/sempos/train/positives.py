@@ -1,0 +1,97 @@
+"""Turn a method's `positives` entry into the trainer's pair source and SePP partner index.
+
+  source   augment (default) | mined | oracle | random | study_s | study_a | study_a2 | study_m
+  mix      add (SePP-ID: augmented pairs + extra pairs) | replace (the dataset study)
+  variant  P (pair list, default) | M (multi-positive loss over in-batch partners; augmented pairs only)
+The study sets always replace the augmented pairs and have the same classes and pair count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+from ..mining import pairsets
+from ..mining.partners import PartnerIndex
+from ..mining.sampler import pair_precision, read_pairs
+from .pairs import PairSource
+
+DEFAULTS = {"source": "augment", "mix": "add", "variant": "P", "mask_partners": False, "equal_steps": False,
+            "count": 0, "pairs_per_class": 100, "dup_threshold": 0.95}
+MINED_SOURCES = ("mined", "study_m")
+STUDY_SOURCES = ("study_s", "study_a", "study_a2", "study_m")
+
+
+def positives_cfg(hp: Mapping) -> dict:
+    return {**DEFAULTS, **(hp.get("positives") or {})}
+
+
+@dataclass
+class Positives:
+    pairs: PairSource
+    partners: PartnerIndex | None = None
+    report: dict = field(default_factory=dict)
+
+
+def pixel_features(images_u8: torch.Tensor) -> torch.Tensor:
+    """A fixed, training-free extractor for near-duplicate rejection: centred, normalised pixels."""
+    x = images_u8.flatten(1).float()
+    return F.normalize(x - x.mean(1, keepdim=True), dim=1)
+
+
+def _study_S(cfg: dict, data: dict, seed: int) -> torch.Tensor:
+    pool = data["splits"]["pretrain"]
+    feats_pool = pixel_features(data["train_x"][pool])
+    feats = torch.zeros(len(data["train_x"]), feats_pool.shape[1])
+    feats[pool] = feats_pool
+    return pairsets.build_S(data["train_y"], pool, cfg["pairs_per_class"], seed, feats, cfg["dup_threshold"])
+
+
+def build_positives(hp: Mapping, data: dict, seed: int, pairs_file: Path | None = None) -> Positives:
+    cfg = positives_cfg(hp)
+    src = cfg["source"]
+    pool = data["splits"]["pretrain"]
+    labels = data["train_y"]
+    if src == "augment":
+        return Positives(PairSource(pool), report={"source": "augment", "num_pairs": len(pool)})
+    if src in MINED_SOURCES:
+        if pairs_file is None or not Path(pairs_file).exists():
+            raise ConfigError(f"positives source '{src}' needs the mine stage's pair file ({pairs_file}); "
+                              f"run the DAG (snakemake) so `mine` runs first")
+        extra, _ = read_pairs(pairs_file)
+    elif src in ("oracle", "random"):
+        count = int(cfg["count"]) or len(pool)
+        extra = (pairsets.oracle_pairs(labels, pool, count, seed) if src == "oracle"
+                 else pairsets.random_pairs(pool, count, seed))
+    elif src not in STUDY_SOURCES:
+        raise ConfigError(f"unknown positives source '{src}'")
+
+    if src in STUDY_SOURCES:
+        S = _study_S(cfg, data, seed)
+        epoch_extra = None
+        if src == "study_s":
+            extra = S
+        elif src == "study_a":
+            extra = pairsets.build_A(S)
+        elif src == "study_a2":
+            extra, epoch_extra = None, pairsets.A2Sampler(S)
+        else:
+            extra = pairsets.build_M(extra, labels, S, seed)
+        ps = PairSource(pool, extra, mix="replace", epoch_extra=epoch_extra)
+        shown = extra if extra is not None else epoch_extra.for_epoch(seed, 0)
+        return Positives(ps, report={"source": src, "num_pairs": len(ps), "pair_precision": pair_precision(shown, labels),
+                                     "distinct_images": int(torch.unique(shown.flatten()).numel())})
+
+    partners = PartnerIndex(extra, len(labels)) if (cfg["variant"] == "M" or cfg["mask_partners"]) else None
+    if cfg["variant"] == "M":
+        ps = PairSource(pool, equal_steps=cfg["equal_steps"])  # in-batch partners become extra positives
+    else:
+        ps = PairSource(pool, extra, mix=cfg["mix"], equal_steps=cfg["equal_steps"])
+    return Positives(ps, partners, report={"source": src, "mix": cfg["mix"], "variant": cfg["variant"],
+                                           "extra_pairs": int(len(extra)), "num_pairs": len(ps),
+                                           "pair_precision": pair_precision(extra, labels)})
