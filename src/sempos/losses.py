@@ -74,3 +74,90 @@ def multi_positive_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: floa
     logp = torch.log_softmax((z @ z.t() / temperature).masked_fill(eye, float("-inf")), dim=1)
     pos_mask = pos_mask & ~eye
     return (-(logp.masked_fill(~pos_mask, 0.0).sum(1) / pos_mask.sum(1).clamp(min=1))).mean()
+
+
+def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """BYOL's normalised MSE, 2 - 2 cos(p, z), batch mean; z is the (detached) target projection."""
+    return (2 - 2 * F.cosine_similarity(p, z.detach(), dim=1)).mean()
+
+
+def simsiam_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """SimSiam's negative cosine with stop-gradient on z, batch mean."""
+    return -F.cosine_similarity(p, z.detach(), dim=1).mean()
+
+
+def nnclr_loss(nn_z: torch.Tensor, p: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NNCLR: the nearest neighbour of one view's projection is the positive of the other view's prediction.
+
+    logits[i, j] = nn(z_i) . p_j / t; the positive of row i is column i (InfoNCE over the batch).
+    """
+    nn_z, p = F.normalize(nn_z, dim=1), F.normalize(p, dim=1)
+    logits = nn_z @ p.t() / temperature
+    return F.cross_entropy(logits, torch.arange(p.shape[0], device=p.device))
+
+
+def mocov3_loss(q: torch.Tensor, k: torch.Tensor, temperature: float, scale_2tau: bool = True,
+                offset: int = 0) -> torch.Tensor:
+    """MoCo-v3's contrastive loss: InfoNCE over the batch keys, times 2*tau as in the reference code.
+
+    `k` may hold the keys of every process (gathered); query i's positive is then key offset + i.
+    """
+    q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
+    logits = q @ k.t() / temperature
+    loss = F.cross_entropy(logits, torch.arange(q.shape[0], device=q.device) + offset)
+    return loss * (2 * temperature) if scale_2tau else loss
+
+
+def snclr_weights(y: torch.Tensor, neighbours: torch.Tensor, threshold: bool = False) -> torch.Tensor:
+    """Positiveness of each anchor's K neighbours: softmax_i(y_n . nn_{n,i}) on normalised vectors.
+
+    No temperature (as in the official code). `threshold` zeroes weights <= 1/K (not renormalised).
+    y [B, D] (online projection), neighbours [B, K, D]; returns [B, K].
+    """
+    y = F.normalize(y, dim=1)
+    nb = F.normalize(neighbours, dim=2)
+    w = torch.softmax(torch.einsum("bd,bkd->bk", y, nb), dim=1)
+    if threshold:
+        w = torch.where(w > 1.0 / w.shape[1], w, torch.zeros_like(w))
+    return w
+
+
+def _snclr_logp(z: torch.Tensor, keys: torch.Tensor, neighbours: torch.Tensor, temperature: float, offset: int):
+    """log p over the candidate set C = all keys and all their neighbours, at each anchor's own entries.
+
+    Returns (log p_n(k_n) [B], log p_n(NN(k_n)_i) [B, K]); anchor n's own key is keys[offset + n].
+    """
+    b_all, dim = keys.shape
+    b = z.shape[0]
+    cands = torch.cat([keys, neighbours.reshape(-1, dim)])
+    z, cands = F.normalize(z, dim=1), F.normalize(cands, dim=1)
+    logp = torch.log_softmax(z @ cands.t() / temperature, dim=1)
+    own = torch.arange(b, device=z.device) + offset
+    logp_own = logp[torch.arange(b, device=z.device), own]
+    logp_nb = logp[:, b_all:].reshape(b, b_all, -1)[torch.arange(b, device=z.device), own]
+    return logp_own, logp_nb
+
+
+def snclr_code_loss(z: torch.Tensor, keys: torch.Tensor, neighbours: torch.Tensor, w: torch.Tensor,
+                    temperature: float, scale_2tau: bool = True, offset: int = 0) -> torch.Tensor:
+    """SNCLR as the official code computes it (sum of logs with soft targets).
+
+    L = (2t) * mean_n [ -log p_n(k_n) - sum_i w_{n,i} log p_n(NN(k_n)_i) ], p over all keys and neighbours.
+    z [B, D] online predictions (local anchors), keys [B', D] momentum keys of the other view (all
+    processes; the anchors' own at `offset`), neighbours [B', K, D], w [B, K] the anchors' weights.
+    """
+    own, own_nb = _snclr_logp(z, keys, neighbours, temperature, offset)
+    loss = -(own + (w * own_nb).sum(1)).mean()
+    return loss * (2 * temperature) if scale_2tau else loss
+
+
+def snclr_paper_loss(z: torch.Tensor, keys: torch.Tensor, neighbours: torch.Tensor, w: torch.Tensor,
+                     temperature: float, scale_2tau: bool = False, offset: int = 0) -> torch.Tensor:
+    """SNCLR as the paper writes it (log of a weighted sum over the own key, w_0 = 1, and neighbours).
+
+    L = -mean_n log[ p_n(k_n) + sum_i w_{n,i} p_n(NN(k_n)_i) ], p over all keys and neighbours.
+    """
+    own, own_nb = _snclr_logp(z, keys, neighbours, temperature, offset)
+    terms = torch.cat([own.unsqueeze(1), own_nb + torch.log(w.clamp(min=1e-30))], 1)
+    loss = -torch.logsumexp(terms, dim=1).mean()
+    return loss * (2 * temperature) if scale_2tau else loss

@@ -6,11 +6,18 @@ from typing import Mapping
 
 from ..errors import ConfigError
 from .base import Algorithm
+from .byol import BYOL
 from .mocov2 import MoCoV2
+from .mocov3 import MoCoV3
+from .nnclr import NNCLR
 from .none import RandomInit
 from .simclr import SimCLR
+from .simsiam import SimSiam
+from .snclr import SNCLR
 
-ALGOS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (RandomInit, SimCLR, MoCoV2)}
+ALGOS: dict[str, type[Algorithm]] = {
+    cls.name: cls for cls in (RandomInit, SimCLR, MoCoV2, BYOL, SimSiam, NNCLR, MoCoV3, SNCLR)
+}
 # Keys every method entry may carry whatever its algo (overrides of the shared sections).
 COMMON_METHOD_KEYS = {"algo", "pretrain", "augment", "positives"}
 

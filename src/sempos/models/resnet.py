@@ -60,11 +60,16 @@ class ResNet(nn.Module):
         return torch.flatten(self.avgpool(x), 1)
 
 
-def build_backbone(arch: str, width: int = 64, in_channels: int = 3) -> ResNet:
+def build_backbone(arch: str, width: int = 64, in_channels: int = 3, image_size: int = 224,
+                   patch_size: int | None = None, frozen_patch_embed: bool = False) -> nn.Module:
+    if arch == "vit_small":
+        from .vit import vit_small
+
+        return vit_small(image_size, in_channels, patch_size, frozen_patch_embed)
     if arch == "resnet18_cifar":
         return ResNet(BasicBlock, [2, 2, 2, 2], width, in_channels, cifar_stem=True)
     if arch == "resnet18":
         return ResNet(BasicBlock, [2, 2, 2, 2], width, in_channels, cifar_stem=False)
     if arch == "resnet50":
         return ResNet(Bottleneck, [3, 4, 6, 3], width, in_channels, cifar_stem=False)
-    raise ValueError(f"unknown backbone arch '{arch}'; choose resnet18_cifar, resnet18 or resnet50")
+    raise ValueError(f"unknown backbone arch '{arch}'; choose resnet18_cifar, resnet18, resnet50 or vit_small")

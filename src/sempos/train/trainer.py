@@ -56,16 +56,21 @@ def step_generator(device: torch.device, seed: int, epoch: int, step: int, rank:
     return g
 
 
-def build_model(settings: dict, in_channels: int, num_train: int, seed: int):
+def backbone_kwargs(bb: dict, in_channels: int, image_size: int) -> dict:
+    return {"arch": bb["arch"], "width": bb.get("width", 64), "in_channels": in_channels, "image_size": image_size,
+            "patch_size": bb.get("patch_size"), "frozen_patch_embed": bb.get("frozen_patch_embed", False)}
+
+
+def build_model(settings: dict, in_channels: int, num_train: int, seed: int, image_size: int = 32):
     torch.manual_seed(seed)
-    bb = settings["backbone"]
-    backbone = build_backbone(bb["arch"], bb["width"], in_channels)
+    backbone = build_backbone(**backbone_kwargs(settings["backbone"], in_channels, image_size))
     return registry.get(settings["algo"])(backbone, settings["hp"], num_train)
 
 
 def history_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS)
+    extras = sorted({k for r in rows for k in r} - set(HISTORY_FIELDS))
+    writer = csv.DictWriter(buf, fieldnames=list(HISTORY_FIELDS) + extras)
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
@@ -84,7 +89,7 @@ class Trainer:
         self.norm = Normalizer.fit(data["train_x"][pre_idx], rt.device)
         self.aug = AugmentSpec.from_cfg(s["augment"])
         self.size = int(self.images.shape[-1])
-        self.model = build_model(s, int(self.images.shape[1]), len(pre_idx), job.seed).to(rt.device)
+        self.model = build_model(s, int(self.images.shape[1]), len(pre_idx), job.seed, self.size).to(rt.device)
         if rt.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.model.diag_labels = self.labels
@@ -170,7 +175,7 @@ class Trainer:
         return knn_accuracy(bank, by, query, qy, int(self.labels.max()) + 1)["top1"]
 
     # --- training ------------------------------------------------------------------------------
-    def _step(self, epoch: int, step: int, pairs: torch.Tensor) -> torch.Tensor:
+    def _step(self, epoch: int, step: int, pairs: torch.Tensor) -> dict[str, torch.Tensor]:
         gstep = epoch * self.steps_per_epoch + step
         lr = lr_at(gstep, self.total_steps, self.cfg["warmup_epochs"] * self.steps_per_epoch, self.base_lr)
         for group in self.optimizer.param_groups:
@@ -199,7 +204,8 @@ class Trainer:
         pairs_m = self.model.momentum_pairs()
         if pairs_m:
             ema_update(pairs_m, self.model.ema_momentum(batch.progress))
-        return loss.detach()
+        # Scalars stay on the device until the epoch ends (no per-step host sync).
+        return {k: v.detach().float() for k, v in out.items()}
 
     def fit(self) -> dict:
         self.job.run_dir.mkdir(parents=True, exist_ok=True)
@@ -213,19 +219,20 @@ class Trainer:
         for epoch in range(self.start_epoch, epochs):
             t0 = time.perf_counter()
             pairs = self.pairs.for_epoch(self.job.seed, epoch)
-            losses = []
+            logs: list[dict[str, torch.Tensor]] = []
             bar = tqdm(range(self.steps_per_epoch), disable=not self.rt.progress,
                        desc=f"{self.job.settings['name']} ep{epoch}", leave=False)
             for step in bar:
                 if self.job.on_step:
                     self.job.on_step(epoch, step)
-                losses.append(self._step(epoch, step, pairs))
+                logs.append(self._step(epoch, step, pairs))
             secs = time.perf_counter() - t0
-            mean_loss = torch.stack(losses).mean().item() if losses else float("nan")
+            means = {k: torch.stack([d[k] for d in logs]).mean().item() for k in logs[0]} if logs else {}
             self.history.append({
-                "epoch": epoch + 1, "loss": mean_loss, "knn_top1": self.knn_monitor(),
+                "epoch": epoch + 1, "loss": means.pop("loss", float("nan")), "knn_top1": self.knn_monitor(),
                 "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(secs, 3),
                 "pairs_per_s": round(self.steps_per_epoch * self.batch / max(secs, 1e-9), 1),
+                **means,  # algorithm diagnostics: neighbour purity, self-hit rate, positiveness weights
             })
             log.info("%s seed %d epoch %d: %s", self.job.settings["name"], self.job.seed, epoch + 1, self.history[-1])
             if dist.is_main():
@@ -238,8 +245,7 @@ class Trainer:
         if not dist.is_main():
             dist.barrier()
             return {}
-        meta = {"arch": self.job.settings["backbone"]["arch"], "width": self.job.settings["backbone"]["width"],
-                "in_channels": bb.in_channels, "feat_dim": bb.feat_dim,
+        meta = {**backbone_kwargs(self.job.settings["backbone"], bb.in_channels, self.size), "feat_dim": bb.feat_dim,
                 "norm_mean": self.norm.mean.flatten().tolist(), "norm_std": self.norm.std.flatten().tolist(),
                 "method": self.job.settings["name"], "algo": self.job.settings["algo"], "seed": self.job.seed,
                 "image_size": self.size}
@@ -254,7 +260,8 @@ def load_backbone(path: Path, device="cpu"):
     """(backbone in eval mode, Normalizer, meta) from a pretrain stage's backbone.pt."""
     blob = load_torch(path)
     meta = blob["meta"]
-    bb = build_backbone(meta["arch"], meta["width"], meta["in_channels"])
+    bb = build_backbone(**{k: meta[k] for k in ("arch", "width", "in_channels", "image_size", "patch_size",
+                                                  "frozen_patch_embed") if k in meta})
     bb.load_state_dict(blob["state_dict"])
     bb.to(device).eval()
     return bb, Normalizer(meta["norm_mean"], meta["norm_std"], device), meta
