@@ -23,4 +23,8 @@ def test_every_stage_instance_is_in_dvc_yaml():
     assert names == set(stages)
     simclr = stages["pretrain-fmnist-simclr-seed0"]
     assert "methods.simclr" in simclr["params"] and "methods.mocov2" not in simclr["params"]
-    assert simclr["outs"] == ["runs/fmnist/simclr/seed0/backbone.pt", "runs/fmnist/simclr/seed0/history.csv"]
+    assert simclr["outs"] == ["runs/fmnist/simclr/seed0/backbone.pt", "runs/fmnist/simclr/seed0/history.csv",
+                             "runs/fmnist/simclr/seed0/positives.json"]
+    sepp = stages["pretrain-fmnist-simclr_sepp-seed0"]
+    assert "pairs/fmnist/simclr_sepp/seed0.csv" in sepp["deps"]
+    assert stages["mine-fmnist-simclr_sepp-seed0"]["deps"][0] == "runs/fmnist/simclr/seed0/backbone.pt"

@@ -78,3 +78,24 @@ def study_table(summary: pd.DataFrame, methods: Mapping) -> pd.DataFrame:
             df[(m, "gain (S-A)/A %")] = 100 * (df[(m, "S")] - df[(m, "A")]) / df[(m, "A")]
     df.columns = [f"{a} {b}" for a, b in df.columns]
     return df
+
+
+NEIGHBOUR_ALGOS = ("mocov2", "nnclr", "snclr")
+# pc-cp's small-scale reproduction (R18, CIFAR-10, 200 epochs): orientation only, a different dataset.
+PUBLISHED_C10_LINEAR = {"mocov2": 89.56, "nnclr": 88.83, "snclr": 88.86}
+
+
+def neighbour_table(summary: pd.DataFrame, methods: Mapping, last_history: Mapping[str, Mapping]) -> pd.DataFrame:
+    """SNCLR vs NNCLR vs MoCo-v2 with neighbour purity / self-hit rate from the last training epoch."""
+    rows = []
+    for name, entry in methods.items():
+        if entry["algo"] not in NEIGHBOUR_ALGOS or name not in summary.index or _source(entry) != "augment":
+            continue
+        h = last_history.get(name, {})
+        row = {"method": name, "algo": entry["algo"]}
+        row.update({m: summary.loc[name, m] for m in METRICS if m in summary.columns})
+        row["neighbour purity %"] = 100 * h["purity"] if "purity" in h and h["purity"] == h["purity"] else float("nan")
+        row["self-hit rate %"] = 100 * h["self_hit"] if "self_hit" in h and h["self_hit"] == h["self_hit"] else float("nan")
+        row["published C10 linear (pc-cp)"] = PUBLISHED_C10_LINEAR.get(entry["algo"], float("nan"))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()

@@ -51,6 +51,15 @@ def body(params, args):
         tables.write_table(sampler.round(2), tdir / "sampler_precision", f"{ds}: Semantic Sampler pair precision vs K")
         extra += ["## Semantic Sampler: pair precision (labels used only for this report)", "",
                   sampler.round(2).to_markdown(), ""]
+    last = {m: h.iloc[-1].to_dict() for m, h in hist.items() if len(h)}
+    neigh = positives.neighbour_table(summary, params["methods"], last)
+    if len(neigh) > 1:
+        tables.write_table(neigh.round(2), tdir / "neighbours",
+                           f"{ds}: neighbour methods; the published column is pc-cp's CIFAR-10 R18 reproduction")
+        extra += ["## Neighbour methods (purity: share of retrieved neighbours with the anchor's label)", "",
+                  neigh.round(2).to_markdown(), "",
+                  "The published column is pc-cp's CIFAR-10 ResNet-18 200-epoch linear accuracy: another dataset "
+                  "and budget, for orientation only.", ""]
     study = positives.study_table(summary, params["methods"])
     if len(study):
         tables.write_table(study.round(2), tdir / "pair_study", f"{ds}: pair-set study, relative gain (S-A)/A")
