@@ -49,6 +49,7 @@ bench: setup
 
 dvc-yaml: setup
 	$(PY) -m sempos.pipeline dvc -o dvc.yaml
+	$(PY) -m sempos.pipeline smk
 
 clean-results:
 	rm -rf runs features results pairs .sempos

@@ -28,3 +28,11 @@ def test_every_stage_instance_is_in_dvc_yaml():
     sepp = stages["pretrain-fmnist-simclr_sepp-seed0"]
     assert "pairs/fmnist/simclr_sepp/seed0.csv" in sepp["deps"]
     assert stages["mine-fmnist-simclr_sepp-seed0"]["deps"][0] == "runs/fmnist/simclr/seed0/backbone.pt"
+
+
+def test_committed_rule_files_match_stage_table():
+    from sempos.pipeline import render_smk
+
+    for name, text in render_smk().items():
+        path = REPO / "workflow" / "rules" / f"{name}.smk"
+        assert path.read_text() == text, f"{path} is stale: run `make dvc-yaml`"

@@ -29,6 +29,11 @@ def collect(results: Path, ds: str) -> pd.DataFrame:
     for p in sorted(results.glob(f"transfer/*/{ds}/*/seed*/metrics.json")):
         m = _read(p)
         put(m, f"transfer {m['target']} top1", m["top1"])
+    for p in sorted((results / "semisup" / ds).glob("*/seed*/frac*/metrics.json")):
+        m = _read(p)
+        frac = f"{m['fraction']:g}"
+        put(m, f"semisup {frac}% top1", m["top1"])
+        put(m, f"semisup {frac}% top5", m["top5"])
     df = pd.DataFrame.from_dict(rows, orient="index")
     df.index = pd.MultiIndex.from_tuples(df.index, names=["method", "seed"])
     return df.sort_index()

@@ -1,0 +1,33 @@
+"""Fine-tune a pretrained backbone on a class-balanced 1% / 10% label subset; top-1/top-5 on the test split."""
+
+from pathlib import Path
+
+from ..data.prepare import load_prepared
+from ..errors import ConfigError
+from ..eval.finetune import finetune
+from ..io import save_json
+from ..runtime import resolve
+from ..train.trainer import load_backbone
+from .common import run_stage
+
+
+def body(params, args):
+    cfg = params["eval"]["semisup"]
+    rt = resolve(params["runtime"])
+    data = load_prepared(Path(f"data/prepared/{args.ds}.pt"))
+    subsets = data["splits"]["semi"]
+    key = next((k for k in subsets if float(k) == float(args.frac)), None)
+    if key is None:
+        raise ConfigError(f"no {args.frac}% label subset in data/prepared/{args.ds}.pt (it has {sorted(subsets)}); "
+                          f"add {args.frac} to data.semi_fractions")
+    bb, norm, meta = load_backbone(Path(f"runs/{args.ds}/{args.method}/seed{args.seed}/backbone.pt"), rt.device)
+    epochs = int(cfg["epochs"].get(str(args.frac), cfg["epochs"].get("default", 10)))
+    res = finetune(bb, norm, data["train_x"], data["train_y"], subsets[key], data["splits"]["val"],
+                   data["test_x"], data["test_y"], len(data["classes"]), cfg["recipe"], cfg, epochs,
+                   int(args.seed), rt.device)
+    save_json({"method": args.method, "seed": int(args.seed), "dataset": args.ds, "fraction": float(args.frac), **res},
+              Path(f"results/semisup/{args.ds}/{args.method}/seed{args.seed}/frac{args.frac}/metrics.json"))
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_stage("semisup", ("ds", "method", "seed", "frac"), body))
