@@ -83,6 +83,13 @@ def _semantic_checks(params: Mapping, source: str) -> None:
             f"invalid {source}: report.baseline '{baseline}' is not a method; choose one of {sorted(methods)}"
         )
     registry.check_method_graph(methods, source)
+    semi = params.get("eval", {}).get("semisup")
+    if semi:
+        have = {float(f) for f in params["data"].get("semi_fractions", [])}
+        missing = [f for f in semi["fractions"] if float(f) not in have]
+        if missing:
+            raise ConfigError(f"invalid {source}: eval.semisup.fractions {missing} are not in data.semi_fractions "
+                              f"{sorted(have)}; add them there so prepare writes those label subsets")
 
 
 def load_params(path: str | Path = "params.yaml", overlays: Iterable[str | Path] = ()) -> dict:

@@ -44,16 +44,24 @@ def infonce_queue(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, tempera
 
 
 def multi_positive_infonce(q: torch.Tensor, keys: torch.Tensor, queue: torch.Tensor, pos_mask: torch.Tensor,
-                           temperature: float, queue_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """SePP-ID variant M: several positives per anchor, MoCo-style denominator.
+                           temperature: float, queue_mask: torch.Tensor | None = None,
+                           batch_negatives: bool = False) -> torch.Tensor:
+    """SePP-ID variant M (SCIENCE.md 1.2): several positives per anchor, MoCo-style denominator.
 
-    For anchor a: -(1/|P(a)|) sum_{p in P(a)} log[exp(q.k_p/t) / (sum_{c in P(a)} exp(q.k_c/t) + sum_Q exp(q.n/t))]
-    with P(a) = pos_mask[a] over the batch keys (its own key plus its SPPS partners' keys in the batch).
-    Batch keys outside P(a) are not negatives, as in MoCo, so with pos_mask = I this is infonce_queue.
+    For anchor a: -(1/|P(a)|) sum_{p in P(a)} log[exp(q.k_p/t) / sum_{c in C(a)} exp(q.c/t)],
+    with P(a) = pos_mask[a] over the batch keys (its own key plus its SPPS partners' keys in the batch;
+    a row without positives contributes 0). C(a) = P(a) + the queue (minus `queue_mask`) by default:
+    as in MoCo, batch keys outside P(a) are not negatives, so with pos_mask = I this is exactly
+    infonce_queue. `batch_negatives=True` reads SCIENCE.md's "keys u Q" literally: every batch key joins
+    the denominator (then pos_mask = I is InfoNCE with in-batch negatives added).
     """
     q = F.normalize(q, dim=1)
     keys = F.normalize(keys, dim=1)
-    batch = (q @ keys.t()).masked_fill(~pos_mask, float("-inf"))
+    if pos_mask.shape != (q.shape[0], keys.shape[0]):
+        raise ValueError(f"pos_mask must be [{q.shape[0]}, {keys.shape[0]}], got {tuple(pos_mask.shape)}")
+    batch = q @ keys.t()
+    if not batch_negatives:
+        batch = batch.masked_fill(~pos_mask, float("-inf"))
     neg = q @ queue.t()
     if queue_mask is not None:
         neg = neg.masked_fill(queue_mask, float("-inf"))
@@ -161,3 +169,33 @@ def snclr_paper_loss(z: torch.Tensor, keys: torch.Tensor, neighbours: torch.Tens
     terms = torch.cat([own.unsqueeze(1), own_nb + torch.log(w.clamp(min=1e-30))], 1)
     loss = -torch.logsumexp(terms, dim=1).mean()
     return loss * (2 * temperature) if scale_2tau else loss
+
+
+def mask_partners_as_negatives(anchor_ids: torch.Tensor, negative_ids: torch.Tensor, partners=None,
+                               same_image: bool = True) -> torch.Tensor:
+    """The false-negative switch (SCIENCE.md 1.2): [B, Q] True where a negative must leave the denominator.
+
+    anchor_ids [B] are the batch's image ids; negative_ids [Q] the ids the negatives came from (a MoCo
+    queue stores the image id of every key it holds; -1 marks entries of no image, never masked).
+    A negative is masked when it is an SPPS partner of the anchor, in either direction, or, with
+    `same_image`, an older view of the anchor's own image. `partners` is None, an object with
+    lookup(a, b) -> [len(a), len(b)] bool (mining.partners.PartnerIndex, the fast path inside a
+    training loop), or an [M, 2] tensor of (i, j) pairs (sorted into a lookup on every call).
+    The result is the `queue_mask` of infonce_queue / multi_positive_infonce.
+    """
+    a = anchor_ids.long().view(-1, 1)
+    b = negative_ids.long().to(a.device).view(1, -1)
+    valid = (a >= 0) & (b >= 0)
+    mask = (a == b) & valid if same_image else torch.zeros(valid.shape, dtype=torch.bool, device=a.device)
+    if partners is None:
+        return mask
+    if hasattr(partners, "lookup"):
+        return mask | (partners.lookup(a.flatten(), b.flatten()).to(a.device) & valid)
+    pairs = torch.as_tensor(partners, device=a.device).long().view(-1, 2)
+    if len(pairs) == 0 or mask.numel() == 0:
+        return mask
+    n = int(max(int(pairs.max()), int(a.max()), int(b.max()))) + 1
+    known = torch.unique(torch.cat([pairs[:, 0] * n + pairs[:, 1], pairs[:, 1] * n + pairs[:, 0]]))
+    code = (a.clamp(min=0) * n + b.clamp(min=0)).flatten()
+    hit = known[torch.searchsorted(known, code).clamp(max=len(known) - 1)] == code
+    return mask | (hit.view(valid.shape) & valid)

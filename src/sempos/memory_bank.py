@@ -34,6 +34,11 @@ class MemoryBank(nn.Module):
 
     @torch.no_grad()
     def push(self, z: torch.Tensor, ids: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> None:
+        """Enqueue normalised `z` (with image ids / labels, -1 when unknown), overwriting the oldest rows.
+
+        With scope "global" the rows of every process are gathered first (rank order), so the banks stay
+        identical without re-broadcasting buffers. Write rows and pointer are computed on the device.
+        """
         z = F.normalize(z.detach().float(), dim=1)
         n_local = z.shape[0]
         ids = torch.full((n_local,), -1, dtype=torch.long, device=z.device) if ids is None else ids.long()
@@ -59,9 +64,13 @@ class MemoryBank(nn.Module):
 
     @torch.no_grad()
     def purity(self, anchor_labels: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Share of retrieved neighbours whose label equals the anchor's (entries without a label ignored)."""
+        """Share of retrieved neighbours whose label equals the anchor's.
+
+        Pairs where either label is unknown (-1: the initial random rows, or unlabelled anchors) are left
+        out of both counts, so an unfilled bank does not read as impure.
+        """
         nl = self.labels[idx]
-        valid = nl >= 0
+        valid = (nl >= 0) & (anchor_labels.view(-1, 1) >= 0)
         same = (nl == anchor_labels.view(-1, 1)) & valid
         return same.sum().float() / valid.sum().clamp(min=1).float()
 

@@ -32,6 +32,7 @@ KNN = "results/knn/{ds}/{method}/seed{seed}/metrics.json"
 LINEAR = "results/linear/{ds}/{method}/seed{seed}/metrics.json"
 TRANSFER = "results/transfer/{target}/{ds}/{method}/seed{seed}/metrics.json"
 SEMISUP = "results/semisup/{ds}/{method}/seed{seed}/frac{frac}/metrics.json"
+DETECT = "results/detect/{ds}/{method}/seed{seed}/metrics.json"
 REPORT = "results/report.md"
 TABLES = "results/tables/"
 PLOTS = "results/plots/"
@@ -89,6 +90,12 @@ def semisup_runs(p: dict) -> list[dict]:
     return [{**r, "frac": _frac(f)} for r in runs(p) for f in p["eval"]["semisup"]["fractions"]]
 
 
+def detect_runs(p: dict) -> list[dict]:
+    """Detection is the costliest evaluation: eval.detection.methods picks the runs (empty = every method)."""
+    chosen = p["eval"]["detection"].get("methods") or list(p["methods"])
+    return [r for r in runs(p) if r["method"] in chosen]
+
+
 def _frac(f) -> str:
     return str(int(f)) if float(f) == int(f) else str(f)
 
@@ -130,6 +137,7 @@ def _report_inputs(p: dict, wc: Wc) -> list[str]:
             out.append(fill(PAIRS_DIAG, r))
         out += [fill(TRANSFER, {**r, "target": t}) for t in transfer_targets(p)]
         out += [fill(SEMISUP, {**r, "frac": _frac(f)}) for f in p["eval"]["semisup"]["fractions"]]
+    out += [fill(DETECT, r) for r in detect_runs(p)]
     return out
 
 
@@ -197,6 +205,12 @@ STAGES: dict[str, Stage] = {
             code=("src/sempos/eval/finetune.py",), heavy=True,
         ),
         Stage(
+            name="detect", wildcards=("ds", "method", "seed"), outputs=(DETECT,),
+            inputs=lambda p, wc: [fill(BACKBONE, wc), fill(PREPARED, wc)],
+            params=lambda p, wc: ["eval.detection"], instances=detect_runs,
+            code=("src/sempos/detection",), heavy=True,
+        ),
+        Stage(
             name="report", wildcards=(), outputs=(REPORT, TABLES, PLOTS),
             inputs=_report_inputs, params=lambda p, wc: ["report"],
             instances=lambda p: [{}],
@@ -208,7 +222,7 @@ STAGES: dict[str, Stage] = {
 
 # Which .smk file holds which stages' rules (python -m sempos.pipeline smk writes them).
 RULE_FILES = {"data": ("download", "prepare"), "pretrain": ("pretrain", "mine"),
-              "eval": ("embed", "knn", "linear", "transfer", "semisup"), "report": ("report",)}
+              "eval": ("embed", "knn", "linear", "transfer", "semisup", "detect"), "report": ("report",)}
 RULE_TEMPLATE = """
 rule {name}:
     input:

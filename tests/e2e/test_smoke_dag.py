@@ -49,8 +49,13 @@ def test_dag_produces_report_tables_and_plots(workdir):
         assert (workdir / "results" / "tables" / name).exists(), name
     for name in ("accuracy.png", "knn_vs_epoch.png", "transfer.png"):
         assert (workdir / "results" / "plots" / name).stat().st_size > 1000, name
+    for name in ("sepp.md", "sampler_precision.md", "neighbours.md"):
+        assert (workdir / "results" / "tables" / name).exists(), name
     per_seed = pd.read_csv(workdir / "results" / "tables" / "per_seed.csv")
-    assert set(per_seed["method"]) == {"random_init", "simclr", "mocov2"}
+    methods = yaml.safe_load((workdir / "params.yaml").read_text())["methods"]
+    assert set(per_seed["method"]) == set(methods)
+    assert {"simclr_sepp", "mocov2_sepp", "nnclr", "snclr"} <= set(methods)
+    assert per_seed["semisup 10% top1"].between(0, 100).all()
     for col in ("knn top1", "linear top1", "linear top5", "transfer digits top1", "transfer fmnist_heldout top1"):
         assert per_seed[col].between(0, 100).all(), col
     hist = pd.read_csv(workdir / "runs" / "fmnist" / "simclr" / "seed0" / "history.csv")

@@ -63,3 +63,9 @@ def test_method_overrides_merge_into_shared_sections():
     assert s["pretrain"]["epochs"] == 7
     assert s["pretrain"]["batch_size"] == p["pretrain"]["batch_size"]
     assert "pretrain" not in s["hp"]
+
+
+def test_semisup_fractions_must_be_prepared():
+    p = deep_merge(params(), {"data": {"semi_fractions": [10]}})
+    with pytest.raises(ConfigError, match="data.semi_fractions"):
+        validate(p)

@@ -171,3 +171,19 @@ def test_mined_source_must_name_an_augment_method():
     bad["methods"]["x"]["positives"]["from"] = "simclr_sepp"
     with pytest.raises(ConfigError, match="circular"):
         validate(deep_merge(base, bad))
+
+
+def test_study_table_relative_gain_and_ablation_rows():
+    import pandas as pd
+
+    from sempos.report.positives import study_table
+
+    summary = pd.DataFrame({"knn top1": [50.0, 40.0, 30.0, 20.0], "linear top1": [60.0, 50.0, 33.0, 30.0]},
+                           index=["simclr_s", "simclr_a", "simclr_s_nojit", "simclr_a_nojit"])
+    methods = {"simclr_s": {"algo": "simclr", "positives": {"source": "study_s"}},
+               "simclr_a": {"algo": "simclr", "positives": {"source": "study_a"}},
+               "simclr_s_nojit": {"algo": "simclr", "positives": {"source": "study_s"}, "augment": {"jitter_p": 0.0}},
+               "simclr_a_nojit": {"algo": "simclr", "positives": {"source": "study_a"}, "augment": {"jitter_p": 0.0}}}
+    t = study_table(summary, methods)
+    assert t.loc[("simclr", "full pipeline"), "knn top1 gain (S-A)/A %"] == pytest.approx(25.0)
+    assert t.loc[("simclr", "jitter_p=0.0"), "linear top1 gain (S-A)/A %"] == pytest.approx(10.0)

@@ -69,3 +69,17 @@ rule semisup:
         gpu=SMK.gpus("semisup"),
     shell:
         SMK.shell("semisup")
+
+rule detect:
+    input:
+        SMK.input("detect"),
+    output:
+        SMK.output("detect"),
+    params:
+        file=SMK.params_file,
+        sections=SMK.sections("detect"),
+    threads: SMK.threads("detect")
+    resources:
+        gpu=SMK.gpus("detect"),
+    shell:
+        SMK.shell("detect")

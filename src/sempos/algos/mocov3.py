@@ -12,14 +12,16 @@ from .heads import mlp
 
 class MoCoV3(Algorithm):
     name = "mocov3"
+    # Heads follow moco-v3's ViT path, which SNCLR's code runs: a 3-layer projector and a predictor ending
+    # in BN(affine=False). moco-v3's ResNet recipe drops that last BN: pred_last_bn False.
     HPARAMS = {"temperature": 0.2, "proj_hidden": 512, "proj_dim": 128, "pred_hidden": 512,
-               "ema": 0.99, "ema_cosine": True, "scale_2tau": True}
+               "ema": 0.99, "ema_cosine": True, "scale_2tau": True, "pred_last_bn": True}
 
     def __init__(self, backbone, hp, num_train):
         super().__init__(backbone, hp, num_train)
         h = self.hp
         self.projector = mlp(backbone.feat_dim, h["proj_hidden"], h["proj_dim"], layers=3, last_bn=True)
-        self.predictor = mlp(h["proj_dim"], h["pred_hidden"], h["proj_dim"], layers=2, last_bn=False)
+        self.predictor = mlp(h["proj_dim"], h["pred_hidden"], h["proj_dim"], layers=2, last_bn=h["pred_last_bn"])
         self.backbone_k = self.momentum_copy(self.backbone)
         self.projector_k = self.momentum_copy(self.projector)
 

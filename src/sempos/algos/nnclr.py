@@ -21,10 +21,12 @@ class NNCLR(Algorithm):
         h = self.hp
         self.projector = mlp(backbone.feat_dim, h["proj_hidden"], h["proj_dim"], layers=3, last_bn=True)
         self.predictor = mlp(h["proj_dim"], h["pred_hidden"], h["proj_dim"], layers=2)
+        if not 1 <= h["k"] <= h["bank_size"]:
+            raise ValueError(f"nnclr k={h['k']} must lie in [1, bank_size={h['bank_size']}]")
         self.bank = MemoryBank(h["bank_size"], h["proj_dim"])
 
     def _neighbour(self, z: torch.Tensor):
-        sims, idx, vecs = self.bank.topk(z, self.hp["k"])
+        _, idx, vecs = self.bank.topk(z, self.hp["k"])
         # K > 1: a uniformly random one of the K nearest (the "NNCLR K=5" variant of the small-scale table).
         pick = torch.randint(self.hp["k"], (z.shape[0],), device=z.device) if self.hp["k"] > 1 else \
             torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
@@ -41,7 +43,7 @@ class NNCLR(Algorithm):
         nn1g, nn2g = dist.gather(nn1), dist.gather(nn2)
         tau = self.hp["temperature"]
         loss = 0.5 * (nnclr_loss(nn1g, p2g, tau) + nnclr_loss(nn2g, p1g, tau))
-        out = {"loss": loss}
+        out = {"loss": loss, "self_hit": self.bank.self_hit_rate(batch.idx_a, idx1)}
         if self.diag_labels is not None:
             out["purity"] = self.bank.purity(self.diag_labels[batch.idx_a], idx1)
         labels = self.diag_labels[batch.idx_a] if self.diag_labels is not None else None

@@ -5,13 +5,13 @@ online projection y1 scores them by cross-attention (softmax of cosines, no temp
 positiveness weights w; the online prediction z1 is trained against the own key (target 1) and the
 neighbours (targets w) over the candidate set of every key and neighbour in the batch. Symmetric:
 L(z1; k2) + L(z2; k1). Defaults follow the official code; SCIENCE.md 2.4's switches are hyper-parameters:
-loss_form, attn_proj (identity | learnable f1/f2 + gamma), threshold, detach_w, scale_2tau, bank_scope.
+loss_form, attn_proj (identity | learnable f1/f2) with attn_gamma, threshold, detach_w, scale_2tau,
+bank_scope.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import dist
@@ -22,49 +22,56 @@ from .mocov3 import MoCoV3
 
 
 class LearnableAttention(nn.Module):
-    """The paper's form: w_i = (1/gamma) softmax_i[f1(y) . f2(NN_i)] with projections and a non-linearity."""
+    """The paper's projections: softmax_i[f1(y) . f2(NN_i)], each f a linear layer and a non-linearity."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.f1 = nn.Sequential(nn.Linear(dim, dim), nn.GELU())
         self.f2 = nn.Sequential(nn.Linear(dim, dim), nn.GELU())
-        self.log_gamma = nn.Parameter(torch.zeros(()))
 
     def forward(self, y: torch.Tensor, neighbours: torch.Tensor, threshold: bool) -> torch.Tensor:
-        w = snclr_weights(self.f1(y), self.f2(neighbours), threshold=threshold)
-        return w / self.log_gamma.exp()
+        return snclr_weights(self.f1(y), self.f2(neighbours), threshold=threshold)
 
 
 class SNCLR(MoCoV3):
     name = "snclr"
+    # attn_gamma is the paper's 1/gamma scale of w, a fixed constant: were it learnt, both loss forms are
+    # monotone in w (the code form falls as w -> 0, the paper form as w -> inf), so it would run off.
     HPARAMS = {**MoCoV3.HPARAMS, "k": 5, "bank_size": 4096, "loss_form": "code_sum_of_logs",
-               "attn_proj": "identity", "threshold": False, "detach_w": False, "bank_scope": "global"}
+               "attn_proj": "identity", "attn_gamma": 1.0, "threshold": False, "detach_w": False,
+               "bank_scope": "global"}
+    CHOICES = {"loss_form": ("code_sum_of_logs", "paper_log_of_weighted_sum"),
+               "attn_proj": ("identity", "learnable"), "bank_scope": ("global", "per_gpu")}
 
     def __init__(self, backbone, hp, num_train):
         super().__init__(backbone, hp, num_train)
         h = self.hp
-        if h["loss_form"] not in ("code_sum_of_logs", "paper_log_of_weighted_sum"):
-            raise ValueError(f"snclr loss_form must be code_sum_of_logs or paper_log_of_weighted_sum, not {h['loss_form']}")
-        if h["attn_proj"] not in ("identity", "learnable"):
-            raise ValueError(f"snclr attn_proj must be identity or learnable, not {h['attn_proj']}")
-        self.bank = MemoryBank(h["bank_size"], h["proj_dim"], scope="global" if h["bank_scope"] == "global" else "per_gpu")
-        self.attn = LearnableAttention(h["proj_dim"]) if h["attn_proj"] == "learnable" else None
+        for key, allowed in self.CHOICES.items():
+            if h[key] not in allowed:
+                raise ValueError(f"snclr {key} must be one of {allowed}, not {h[key]!r}")
+        if h["k"] < 0 or h["k"] > h["bank_size"]:
+            raise ValueError(f"snclr k={h['k']} must lie in [0, bank_size={h['bank_size']}]")
+        self.bank = MemoryBank(h["bank_size"], h["proj_dim"], scope=h["bank_scope"])
+        # With K = 0 there is nothing to weigh; unused parameters would also stall DDP's gradient reducer.
+        self.attn = LearnableAttention(h["proj_dim"]) if h["attn_proj"] == "learnable" and h["k"] else None
 
     def _weights(self, y: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
         if self.attn is not None:
             w = self.attn(y, neighbours, self.hp["threshold"])
         else:
             w = snclr_weights(y, neighbours, threshold=self.hp["threshold"])
+        w = w / self.hp["attn_gamma"]
         return w.detach() if self.hp["detach_w"] else w
 
-    def _direction(self, z, y, k_other, batch: Batch):
+    def _direction(self, z, y, k_other):
         """L(z; k_other): neighbours of the other view's keys, weighted by this view's projection."""
         kk = self.hp["k"]
         if kk:
             _, idx, nb = self.bank.topk(k_other, kk)
+            w = self._weights(y, nb)
         else:
             idx, nb = None, k_other.new_zeros(k_other.shape[0], 0, k_other.shape[1])
-        w = self._weights(y, nb) if kk else nb.new_zeros(nb.shape[0], 0)
+            w = nb.new_zeros(nb.shape[0], 0)
         # The candidate set spans every process's keys and neighbours; the loss is for local anchors.
         keys_all, nb_all = dist.gather(k_other), dist.gather(nb)
         loss_fn = snclr_code_loss if self.hp["loss_form"] == "code_sum_of_logs" else snclr_paper_loss
@@ -75,8 +82,8 @@ class SNCLR(MoCoV3):
     def training_step(self, x1: torch.Tensor, x2: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         y1, y2, z1, z2 = self.online(x1, x2)
         k1, k2 = self.keys(x1, x2)
-        l1, w1, idx = self._direction(z1, y1, k2, batch)
-        l2, _, _ = self._direction(z2, y2, k1, batch)
+        l1, w1, idx = self._direction(z1, y1, k2)
+        l2, _, _ = self._direction(z2, y2, k1)
         out = {"loss": l1 + l2}
         if self.hp["k"]:
             out["w_max"] = w1.detach().max(1).values.mean()

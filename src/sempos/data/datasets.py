@@ -101,3 +101,5 @@ DIGITS = register(
         loader=_load_digits,
     )
 )
+
+from . import transfer_sets  # noqa: E402,F401  (registers the transfer datasets of SCIENCE.md 4.4)

@@ -68,11 +68,15 @@ def study_table(summary: pd.DataFrame, methods: Mapping) -> pd.DataFrame:
     for name, entry in methods.items():
         src = _source(entry)
         if src in STUDY_SETS and name in summary.index:
-            rows.append({"algo": entry["algo"], "set": STUDY_SETS[src],
+            aug = entry.get("augment") or {}
+            # The augmentation-removal ablation: one row per (algo, augmentation override).
+            pipeline = ", ".join(f"{k}={v}" for k, v in sorted(aug.items())) or "full pipeline"
+            rows.append({"algo": entry["algo"], "augmentation": pipeline, "set": STUDY_SETS[src],
                          **{m: summary.loc[name, m] for m in METRICS if m in summary.columns}})
     if not rows:
         return pd.DataFrame()
-    df = pd.DataFrame(rows).pivot_table(index="algo", columns="set", values=[m for m in METRICS if m in summary.columns])
+    df = pd.DataFrame(rows).pivot_table(index=["algo", "augmentation"], columns="set",
+                                        values=[m for m in METRICS if m in summary.columns])
     for m in METRICS:
         if (m, "S") in df.columns and (m, "A") in df.columns:
             df[(m, "gain (S-A)/A %")] = 100 * (df[(m, "S")] - df[(m, "A")]) / df[(m, "A")]

@@ -34,6 +34,11 @@ def collect(results: Path, ds: str) -> pd.DataFrame:
         frac = f"{m['fraction']:g}"
         put(m, f"semisup {frac}% top1", m["top1"])
         put(m, f"semisup {frac}% top5", m["top5"])
+    for p in sorted((results / "detect" / ds).glob("*/seed*/metrics.json")):
+        m = _read(p)
+        meta = {"method": p.parent.parent.name, "seed": int(p.parent.name.removeprefix("seed"))}
+        for k in ("AP", "AP50", "AP75"):
+            put(meta, f"det {k}", m["mean"][k])
     df = pd.DataFrame.from_dict(rows, orient="index")
     df.index = pd.MultiIndex.from_tuples(df.index, names=["method", "seed"])
     return df.sort_index()

@@ -3,18 +3,21 @@
 Augmented pairs are (i, i): the two views differ only by augmentation. Extra pairs (i, j) come from a
 positive source (mined, oracle, random, or a study set); `add` trains on both lists shuffled together
 (SePP-ID variant P), `replace` on the extra pairs alone (the semantic-pair dataset study).
-`equal_steps` keeps the host's step count: each epoch draws len(base) pairs from the combined list.
-An epoch-dependent source (the study's A2 sampler) supplies a fresh pair list every epoch.
+`equal_steps` keeps the host's step count (SCIENCE.md 1.2, compute parity): each epoch draws exactly
+len(base_idx) pairs from the combined list, without replacement while the list is long enough.
+An epoch-dependent source (the study's A2 sampler: anything with __len__ and for_epoch(seed, epoch))
+supplies a fresh pair list every epoch, appended to the fixed extra pairs.
 The order is a pure function of (seed, epoch), so a resumed run sees exactly the same batches.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 
 
+@runtime_checkable
 class EpochPairs(Protocol):
     def __len__(self) -> int: ...
 
@@ -25,28 +28,60 @@ def epoch_generator(seed: int, epoch: int, salt: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch * 7_919 + salt) % (2**63))
 
 
+def _as_pairs(pairs, what: str) -> torch.Tensor:
+    pairs = torch.as_tensor(pairs)
+    if pairs.is_floating_point() or pairs.ndim != 2 or pairs.shape[1] != 2:
+        raise ValueError(f"{what} must be an [M, 2] integer tensor of image ids, got {pairs.dtype} "
+                         f"{tuple(pairs.shape)}")
+    return pairs.long()
+
+
 class PairSource:
+    """The pair list of a pretraining run: base_idx's augmented pairs, plus or instead of extra pairs.
+
+    base_idx     the pretraining images (1-D ids); defines the augmented pairs and the host's step count
+    extra        a fixed [M, 2] pair list, or None
+    mix          'add' (augmented + extra, one shuffled list) or 'replace' (extra pairs only)
+    equal_steps  every epoch trains on exactly len(base_idx) pairs drawn from the combined list
+    epoch_extra  an epoch-dependent pair source (e.g. mining.pairsets.A2Sampler), joined to `extra`
+    """
+
     def __init__(self, base_idx: torch.Tensor, extra: torch.Tensor | None = None, mix: str = "add",
                  equal_steps: bool = False, epoch_extra: EpochPairs | None = None) -> None:
         if mix not in ("add", "replace"):
             raise ValueError(f"mix must be 'add' or 'replace', not {mix!r}")
+        base_idx = torch.as_tensor(base_idx)
+        if base_idx.ndim != 1 or base_idx.is_floating_point():
+            raise ValueError(f"base_idx must be a 1-D integer tensor of image ids, got {base_idx.dtype} "
+                             f"{tuple(base_idx.shape)}")
+        if epoch_extra is not None and not isinstance(epoch_extra, EpochPairs):
+            raise TypeError(f"epoch_extra needs __len__ and for_epoch(seed, epoch), got {type(epoch_extra).__name__}")
         self.base_len = len(base_idx)
-        self.equal_steps = equal_steps
+        self.equal_steps = bool(equal_steps)
         self.epoch_extra = epoch_extra
+        if self.equal_steps and self.base_len == 0:
+            raise ValueError("equal_steps needs a non-empty base_idx: it sets the number of pairs per epoch")
         aug = torch.stack([base_idx, base_idx], 1).long()
-        extra = None if extra is None else extra.long().view(-1, 2)
-        has_extra = (extra is not None and len(extra) > 0) or epoch_extra is not None
+        extra = None if extra is None else _as_pairs(extra, "extra")
+        has_extra = (extra is not None and len(extra) > 0) or (epoch_extra is not None and len(epoch_extra) > 0)
         if mix == "replace" and not has_extra:
             raise ValueError("mix 'replace' needs a non-empty pair list")
         parts = [] if mix == "replace" else [aug]
         if extra is not None and len(extra):
             parts.append(extra)
         self.fixed = torch.cat(parts) if parts else torch.empty(0, 2, dtype=torch.long)
+        if len(self.fixed) + (len(epoch_extra) if epoch_extra is not None else 0) == 0:
+            raise ValueError("the pair list is empty: no pretraining images and no extra pairs")
 
     def _all(self, seed: int, epoch: int) -> torch.Tensor:
         if self.epoch_extra is None:
             return self.fixed
-        return torch.cat([self.fixed, self.epoch_extra.for_epoch(seed, epoch).long()])
+        fresh = _as_pairs(self.epoch_extra.for_epoch(seed, epoch), "epoch_extra.for_epoch(...)")
+        if len(fresh) != len(self.epoch_extra):
+            # The trainer sizes an epoch from len(self); a source that changes size would desynchronise it.
+            raise ValueError(f"epoch_extra gave {len(fresh)} pairs for epoch {epoch} but reports "
+                             f"len() = {len(self.epoch_extra)}")
+        return torch.cat([self.fixed, fresh])
 
     def __len__(self) -> int:
         if self.equal_steps:
@@ -54,6 +89,7 @@ class PairSource:
         return len(self.fixed) + (len(self.epoch_extra) if self.epoch_extra is not None else 0)
 
     def for_epoch(self, seed: int, epoch: int) -> torch.Tensor:
+        """The epoch's [len(self), 2] pairs in training order; a pure function of (seed, epoch)."""
         pairs = self._all(seed, epoch)
         order = torch.randperm(len(pairs), generator=epoch_generator(seed, epoch))
         if self.equal_steps:
