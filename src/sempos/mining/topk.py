@@ -23,7 +23,7 @@ def _device_of(emb: torch.Tensor, device) -> torch.device:
     return dev
 
 
-def _check_rows(emb: torch.Tensor, chunk: int, normalize: bool) -> torch.Tensor | None:
+def check_rows(emb: torch.Tensor, chunk: int, normalize: bool) -> torch.Tensor | None:
     """One chunked pass over the rows: reject NaN/inf, and return 1 / ||row|| (float32) when normalising.
 
     Chunked so that neither the finite check (a bool N x D mask) nor an fp32 copy of a half-precision
@@ -92,34 +92,45 @@ def blocked_topk(emb: torch.Tensor, k: int, block_q: int = 4096, block_k: int = 
         raise ValueError(f"block sizes must be positive, got block_q={block_q}, block_k={block_k}")
     dev = _device_of(emb, device)
     emb = emb.to(dev)
-    inv = _check_rows(emb, block_q, normalize)
+    inv = check_rows(emb, block_q, normalize)
 
     out_s = torch.empty(n, k, dtype=torch.float32)
     out_i = torch.empty(n, k, dtype=torch.long)
     for qs in range(0, n, block_q):
-        q = emb[qs:qs + block_q]
-        bq = q.shape[0]
-        rows = torch.arange(bq, device=dev)
-        best_s = torch.full((bq, k), float("-inf"), device=dev)
-        best_i = torch.full((bq, k), -1, dtype=torch.long, device=dev)
-        for ks in range(0, n, block_k):
-            kb = emb[ks:ks + block_k]
-            sim = _block_sims(q, kb)
-            if inv is not None:
-                sim.mul_(inv[qs:qs + bq, None]).mul_(inv[None, ks:ks + kb.shape[0]])
-            if exclude_self and ks < qs + bq and qs < ks + kb.shape[0]:
-                # The diagonal of the full matrix crosses this block: hide each query's own column.
-                own = rows + qs - ks
-                inside = (own >= 0) & (own < kb.shape[0])
-                sim[rows[inside], own[inside]] = float("-inf")
-            # Running merge: the block's own top-k, then the top-k of (best so far, block's best).
-            s, i = sim.topk(min(k, sim.shape[1]), dim=1)
-            del sim
-            best_s, pos = torch.cat([best_s, s], 1).topk(k, dim=1)
-            best_i = torch.cat([best_i, i + ks], 1).gather(1, pos)
-        out_s[qs:qs + bq] = best_s.cpu()
-        out_i[qs:qs + bq] = best_i.cpu()
+        best_s, best_i = query_block_topk(emb, inv, qs, min(block_q, n - qs), k, block_k, exclude_self)
+        out_s[qs:qs + block_q] = best_s.cpu()
+        out_i[qs:qs + block_q] = best_i.cpu()
     return out_s, out_i
+
+
+def query_block_topk(emb: torch.Tensor, inv: torch.Tensor | None, qs: int, bq: int, k: int, block_k: int,
+                     exclude_self: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of rows qs..qs+bq against every row of emb, streaming over key blocks (on emb's device).
+
+    One call is exactly one query block's share of blocked_topk; bench/mine.py times it on its own
+    to extrapolate the full mining cost, which is linear in the number of query blocks.
+    """
+    dev = emb.device
+    q = emb[qs:qs + bq]
+    rows = torch.arange(bq, device=dev)
+    best_s = torch.full((bq, k), float("-inf"), device=dev)
+    best_i = torch.full((bq, k), -1, dtype=torch.long, device=dev)
+    for ks in range(0, emb.shape[0], block_k):
+        kb = emb[ks:ks + block_k]
+        sim = _block_sims(q, kb)
+        if inv is not None:
+            sim.mul_(inv[qs:qs + bq, None]).mul_(inv[None, ks:ks + kb.shape[0]])
+        if exclude_self and ks < qs + bq and qs < ks + kb.shape[0]:
+            # The diagonal of the full matrix crosses this block: hide each query's own column.
+            own = rows + qs - ks
+            inside = (own >= 0) & (own < kb.shape[0])
+            sim[rows[inside], own[inside]] = float("-inf")
+        # Running merge: the block's own top-k, then the top-k of (best so far, block's best).
+        s, i = sim.topk(min(k, sim.shape[1]), dim=1)
+        del sim
+        best_s, pos = torch.cat([best_s, s], 1).topk(k, dim=1)
+        best_i = torch.cat([best_i, i + ks], 1).gather(1, pos)
+    return best_s, best_i
 
 
 # The name the issue uses; blocked_topk is what the sampler and older callers import.
