@@ -3,7 +3,7 @@
 Snakemake only *counts* `gpu` resources; it does not say which devices a local job may use. This wrapper
 takes N device ids from the pool (CUDA_VISIBLE_DEVICES, or every visible device) under file locks, so
 concurrent jobs never share a GPU, sets CUDA_VISIBLE_DEVICES for the job, and rewrites
-`python -m MODULE ...` to `torchrun --standalone --nproc_per_node N -m MODULE ...` when N > 1.
+`python -m MODULE ...` to `python -m torch.distributed.run --standalone --nproc_per_node N -m MODULE ...` (torchrun) when N > 1.
 
     python -m sempos.launch --gpus 2 -- python -m sempos.stages.pretrain --params params.yaml ...
 
@@ -73,11 +73,14 @@ def acquire(n: int, pool: list[str], lock_dir: Path, poll_s: float = 2.0, timeou
 
 
 def rewrite(cmd: list[str], n: int) -> list[str]:
-    """`python -m X args` -> `torchrun --standalone --nproc_per_node n -m X args` when n > 1."""
+    """`python -m X args` -> `python -m torch.distributed.run --standalone --nproc_per_node n -m X args` (n > 1).
+
+    torchrun as a module of the same interpreter, so the workers get the venv the job was given.
+    """
     if n <= 1:
         return cmd
     if len(cmd) >= 3 and Path(cmd[0]).name.startswith("python") and cmd[1] == "-m":
-        return ["torchrun", "--standalone", f"--nproc_per_node={n}", "-m", *cmd[2:]]
+        return [cmd[0], "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", "-m", *cmd[2:]]
     raise SystemExit(f"sempos.launch: cannot start {shlex.join(cmd)} on {n} GPUs: expected `python -m MODULE ...`")
 
 

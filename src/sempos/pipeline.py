@@ -57,9 +57,9 @@ class Stage:
     heavy: bool = False  # uses runtime.threads cores (and a GPU when there is one)
     extra_outputs: tuple[str, ...] = field(default=())
 
-    def command(self, params_file: str, wc: Wc) -> str:
+    def command(self, params_file: str, wc: Wc, python: str = "python") -> str:
         args = "".join(f" --{k} {wc[k]}" for k in self.wildcards)
-        return f"python -m sempos.stages.{self.name} --params {params_file}{args}"
+        return f"{python} -m sempos.stages.{self.name} --params {params_file}{args}"
 
 
 # --- which instances exist under a params dict ----------------------------------------------------
@@ -350,10 +350,16 @@ class SnakemakeView:
         return int(self.config["runtime"].get("gpus_per_job", 0)) if STAGES[name].heavy else 0
 
     def shell(self, name: str) -> str:
+        import shlex
+        import sys
+
         stage = STAGES[name]
-        cmd = stage.command("{params.file}", {k: "{wildcards.%s}" % k for k in stage.wildcards})
+        # The interpreter running Snakemake, so `.venv/bin/snakemake` works without an activated venv
+        # (a bare `python` would be the system one, without sempos).
+        py = shlex.quote(sys.executable)
+        cmd = stage.command("{params.file}", {k: "{wildcards.%s}" % k for k in stage.wildcards}, python=py)
         # The same command as dvc.yaml's, wrapped so the job gets its own GPUs (torchrun when > 1).
-        return f"python -m sempos.launch --gpus {{resources.gpu}} -- {cmd}" if self.gpus(name) else cmd
+        return f"{py} -m sempos.launch --gpus {{resources.gpu}} -- {cmd}" if self.gpus(name) else cmd
 
 
 def snakemake_params_file(config: dict, default: str = "params.yaml") -> str:

@@ -7,10 +7,10 @@ from sempos import launch
 
 
 def test_rewrite_to_torchrun_only_for_multi_gpu():
-    cmd = ["python", "-m", "sempos.stages.pretrain", "--seed", "0"]
+    cmd = ["/opt/venv/bin/python", "-m", "sempos.stages.pretrain", "--seed", "0"]
     assert launch.rewrite(cmd, 1) == cmd
-    assert launch.rewrite(cmd, 4) == ["torchrun", "--standalone", "--nproc_per_node=4", "-m",
-                                      "sempos.stages.pretrain", "--seed", "0"]
+    assert launch.rewrite(cmd, 4) == ["/opt/venv/bin/python", "-m", "torch.distributed.run", "--standalone",
+                                      "--nproc_per_node=4", "-m", "sempos.stages.pretrain", "--seed", "0"]
     with pytest.raises(SystemExit, match="python -m"):
         launch.rewrite(["bash", "x.sh"], 2)
 
@@ -45,4 +45,5 @@ def test_dry_run_sets_visible_devices(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(launch.LOCK_DIR_ENV, str(tmp_path))
     assert launch.main(["--gpus", "2", "--dry-run", "--", "python", "-m", "sempos.stages.pretrain"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("CUDA_VISIBLE_DEVICES=3,5 torchrun --standalone --nproc_per_node=2 -m sempos.stages.pretrain")
+    assert out.startswith("CUDA_VISIBLE_DEVICES=3,5 python -m torch.distributed.run --standalone --nproc_per_node=2 "
+                          "-m sempos.stages.pretrain")

@@ -53,7 +53,11 @@ def split_indices(labels: np.ndarray, val_size: int, train_subset: int, fraction
 
 
 def _truncate(arrays, max_train: int, max_test: int):
-    """Keep the first images of each split (tests and smoke runs only; 0 keeps everything)."""
+    """Keep the first images of each split (0 keeps everything): the CPU default and smoke runs shrink the pool.
+
+    The official files are in shuffled order, so a prefix stays close to class-balanced; the val split and
+    the label subsets are then drawn class-balanced from what is kept. The test split is never cut by default.
+    """
     tr = slice(None) if max_train <= 0 else slice(0, max_train)
     te = slice(None) if max_test <= 0 else slice(0, max_test)
     return type(arrays)(arrays.train_x[tr], arrays.train_y[tr], arrays.test_x[te], arrays.test_y[te], arrays.classes)

@@ -60,12 +60,15 @@ def summarize(per_seed: pd.DataFrame, order: list[str], baseline: str | None) ->
 
 
 def pretty(summary: pd.DataFrame) -> pd.DataFrame:
-    """'mean ± std (Δ)' strings for markdown/LaTeX."""
+    """'mean ± std (Δ)' strings for markdown/LaTeX; '–' where a method has no value for a metric."""
     metrics = [c for c in summary.columns if not c.endswith((" std", " delta")) and c != "seeds"]
     out = pd.DataFrame(index=summary.index)
     for c in metrics:
         cells = []
         for m in summary.index:
+            if pd.isna(summary.loc[m, c]):
+                cells.append("–")  # not evaluated for this method (e.g. detection runs on a subset)
+                continue
             s = f"{summary.loc[m, c]:.2f}"
             sd = summary.loc[m, c + " std"]
             if pd.notna(sd):
@@ -84,7 +87,12 @@ def write_table(df: pd.DataFrame, stem: Path, caption: str) -> list[Path]:
     from ..io import save_text
 
     paths = [stem.with_suffix(".md"), stem.with_suffix(".csv"), stem.with_suffix(".tex")]
-    save_text(f"<!-- {caption} -->\n" + df.to_markdown() + "\n", paths[0])
+    # A (method, seed) index reads as separate columns in markdown, not as a tuple per row.
+    flat = isinstance(df.index, pd.MultiIndex)
+    shown = df.reset_index() if flat else df
+    shown = shown.astype(object).where(shown.notna(), None)  # tabulate's missingval applies to None, not NaN
+    md = shown.to_markdown(index=not flat, missingval="–")
+    save_text(f"<!-- {caption} -->\n" + md + "\n", paths[0])
     save_text(df.to_csv(), paths[1])
-    save_text(df.to_latex(caption=caption, escape=True), paths[2])
+    save_text(df.to_latex(caption=caption, escape=True, na_rep="–"), paths[2])
     return paths
