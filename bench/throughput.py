@@ -12,6 +12,7 @@ Writes a CSV (--out) and prints a markdown table. Numbers belong in docs/results
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -177,7 +178,8 @@ def bench_lightly(algo: str, cfg: dict, data: dict, batch: int, steps: int, warm
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--configs", nargs="+", default=["r18_32", "r50_224"], choices=sorted(CONFIGS))
+    ap.add_argument("--configs", nargs="+", default=None, choices=sorted(CONFIGS),
+                    help="default: r18_32 r50_224 on a GPU; r18w8_28 r18_32 on a CPU (ResNet-50/224 px would take hours)")
     ap.add_argument("--algos", nargs="+", default=["simclr", "mocov2"])
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=30)
@@ -185,12 +187,16 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=4096)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--compile", action="store_true")
-    ap.add_argument("--lightly-workers", type=int, default=8)
+    ap.add_argument("--lightly-workers", type=int, default=None, help="DataLoader workers (default: min(8, cores))")
     ap.add_argument("--no-lightly", action="store_true")
     ap.add_argument("--out", default="results/bench/throughput.csv")
     args = ap.parse_args()
     rt = resolve({"device": args.device, "threads": torch.get_num_threads(), "precision": "auto",
                   "channels_last": "auto", "compile": args.compile, "progress": False})
+    if args.configs is None:
+        args.configs = ["r18_32", "r50_224"] if rt.device.type == "cuda" else ["r18w8_28", "r18_32"]
+    if args.lightly_workers is None:
+        args.lightly_workers = min(8, os.cpu_count() or 1)
     rows = []
     for cname in args.configs:
         cfg = CONFIGS[cname]

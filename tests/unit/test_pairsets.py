@@ -92,6 +92,9 @@ def test_S_rejects_near_duplicates():
     # With only copies and one other image, a second pair cannot avoid duplicates.
     with pytest.raises(ConfigError, match="non-duplicate pairs"):
         pairsets.build_S(y[:4], torch.arange(4), 2, seed=0, features=feats[[0, 1, 2, 3]], dup_threshold=0.95)
+    # dup_threshold None switches the cut off: the copies may now pair up.
+    S = pairsets.build_S(y[:4], torch.arange(4), 2, seed=0, features=feats[[0, 1, 2, 3]], dup_threshold=None)
+    assert len(S) == 2 and sorted(S.flatten().tolist()) == [0, 1, 2, 3]
 
 
 def test_S_errors_name_the_class_and_the_fix():

@@ -99,3 +99,16 @@ def test_pair_file_roundtrip_and_bad_file(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ConfigError, match="mine stage"):
         read_pairs(tmp_path / "bad.csv")
+
+
+def test_dup_threshold_null_keeps_near_duplicate_neighbours():
+    import torch
+
+    from sempos.mining.sampler import SamplerConfig, spps_from_topk
+
+    # Every row's neighbour is at cos 0.995: the default cut (0.99) removes them all, None keeps them all.
+    sims = torch.full((4, 1), 0.995)
+    idx = torch.tensor([[1], [0], [3], [2]])
+    cut = spps_from_topk(sims, idx, SamplerConfig.from_cfg({"k": 1, "dup_threshold": 0.99}))
+    off = spps_from_topk(sims, idx, SamplerConfig.from_cfg({"k": 1, "dup_threshold": None}))
+    assert len(cut[0]) == 0 and len(off[0]) == 4

@@ -54,3 +54,12 @@ def test_invalid_config_fails_dry_run_naming_the_key(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode != 0
     assert "epochz" in out.stdout + out.stderr
+
+
+def test_default_job_counts_by_hand(tmp_path):
+    # Written out from params.yaml, independently of the stage table: 7 methods (6 trained + random_init),
+    # 2 SePP variants with a miner each, 2 targets embedded per method (fmnist, digits), 1 %/10 % fine-tuning
+    # per method, detection for the 3 methods listed under eval.detection.
+    counts = dry_run(tmp_path, None)
+    assert counts == {"download": 2, "prepare": 2, "pretrain": 7, "mine": 2, "embed": 14, "knn": 7, "linear": 7,
+                      "transfer": 7, "semisup": 14, "detect": 3, "report": 1, "all": 1}

@@ -125,13 +125,13 @@ def class_counts(pairs: torch.Tensor, labels: torch.Tensor) -> dict[int, int]:
 
 
 def build_S(labels, pool, pairs_per_class: int, seed: int, features: torch.Tensor | None = None,
-            dup_threshold: float = 0.95, *, classes=None) -> torch.Tensor:
+            dup_threshold: float | None = 0.95, *, classes=None) -> torch.Tensor:
     """Same-class, image-disjoint pairs, `pairs_per_class` per class, near-duplicates rejected.
 
     `classes` restricts the set to a class subset (SCIENCE.md's K_c); by default every class of the pool.
     `features` [num_images, D], indexed by dataset id, come from a fixed extractor (normalised here);
-    a candidate partner whose cosine with the anchor exceeds dup_threshold is skipped and stays available
-    to later anchors; an anchor that is a near-duplicate of every remaining image is left unpaired.
+    a candidate partner whose cosine with the anchor exceeds dup_threshold (None: no cut) is skipped and stays
+    available to later anchors; an anchor that is a near-duplicate of every remaining image is left unpaired.
     Pairs are grouped by class in increasing class order.
     """
     labels = _labels(labels)
@@ -158,7 +158,7 @@ def build_S(labels, pool, pairs_per_class: int, seed: int, features: torch.Tenso
             raise ConfigError(f"set S: class {c} has {len(members)} images in the pool; pairs_per_class="
                               f"{pairs_per_class} needs {2 * pairs_per_class} (each image in at most one pair)")
         members = members[torch.randperm(len(members), generator=g)]
-        if features is None:
+        if features is None or dup_threshold is None:  # no extractor, or the near-duplicate cut is off
             out.append(members[: 2 * pairs_per_class].view(-1, 2))
             continue
         pairs_c = _disjoint_non_duplicate_pairs(members, F.normalize(features[members].float(), dim=1),

@@ -58,6 +58,8 @@ def sampler_table(pair_diag_files: list[Path]) -> pd.DataFrame:
                "pairs": d["num_pairs"], "pair precision": d["pair_precision"]}
         at_k = sorted(d["neighbour_precision_at_k"].items(), key=lambda kv: int(kv[0]))
         row.update({f"prec@{k}": v for k, v in at_k if int(k) in (1, 2, 5, 10, 20, 50)})
+        # How many candidate pairs each filter removed: a filter that eats most pairs is visible here.
+        row.update({f"removed by {f}": n for f, n in sorted(d.get("removed_by", {}).items())})
         rows.append(row)
     return pd.DataFrame(rows).set_index(["method", "seed"]) if rows else pd.DataFrame()
 

@@ -82,17 +82,20 @@ def pretty(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def markdown(df: pd.DataFrame) -> str:
+    """df as a markdown table: a (method, seed) index as separate columns, not a tuple per row; '–' for NaN."""
+    flat = isinstance(df.index, pd.MultiIndex)
+    shown = df.reset_index() if flat else df
+    shown = shown.astype(object).where(shown.notna(), None)  # tabulate's missingval applies to None, not NaN
+    return shown.to_markdown(index=not flat, missingval="–")
+
+
 def write_table(df: pd.DataFrame, stem: Path, caption: str) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     from ..io import save_text
 
     paths = [stem.with_suffix(".md"), stem.with_suffix(".csv"), stem.with_suffix(".tex")]
-    # A (method, seed) index reads as separate columns in markdown, not as a tuple per row.
-    flat = isinstance(df.index, pd.MultiIndex)
-    shown = df.reset_index() if flat else df
-    shown = shown.astype(object).where(shown.notna(), None)  # tabulate's missingval applies to None, not NaN
-    md = shown.to_markdown(index=not flat, missingval="–")
-    save_text(f"<!-- {caption} -->\n" + md + "\n", paths[0])
+    save_text(f"<!-- {caption} -->\n" + markdown(df) + "\n", paths[0])
     save_text(df.to_csv(), paths[1])
     save_text(df.to_latex(caption=caption, escape=True, na_rep="–"), paths[2])
     return paths

@@ -39,7 +39,7 @@ def body(params, args):
     sepp = positives.sepp_table(summary, params["methods"])
     if len(sepp):
         tables.write_table(sepp.round(2), tdir / "sepp", f"{ds}: SePP-ID variants vs their host (last epoch)")
-        extra += ["## Positives beyond augmentation: variant vs host", "", sepp.round(2).to_markdown(), ""]
+        extra += ["## Positives beyond augmentation: variant vs host", "", tables.markdown(sepp.round(2)), ""]
         for host in sorted(set(sepp["host"])):
             names = [host] + list(sepp.index[sepp["host"] == host])
             plots.curves({n: hist[n] for n in names}, "knn_top1", pdir / f"convergence_{host}.png",
@@ -50,20 +50,20 @@ def body(params, args):
     if len(sampler):
         tables.write_table(sampler.round(2), tdir / "sampler_precision", f"{ds}: Semantic Sampler pair precision vs K")
         extra += ["## Semantic Sampler: pair precision (labels used only for this report)", "",
-                  sampler.round(2).to_markdown(), ""]
+                  tables.markdown(sampler.round(2)), ""]
     last = {m: h.iloc[-1].to_dict() for m, h in hist.items() if len(h)}
     neigh = positives.neighbour_table(summary, params["methods"], last)
     if len(neigh) > 1:
         tables.write_table(neigh.round(2), tdir / "neighbours",
                            f"{ds}: neighbour methods; the published column is pc-cp's CIFAR-10 R18 reproduction")
         extra += ["## Neighbour methods (purity: share of retrieved neighbours with the anchor's label)", "",
-                  neigh.round(2).to_markdown(), "",
+                  tables.markdown(neigh.round(2)), "",
                   "The published column is pc-cp's CIFAR-10 ResNet-18 200-epoch linear accuracy: another dataset "
                   "and budget, for orientation only.", ""]
     study = positives.study_table(summary, params["methods"])
     if len(study):
         tables.write_table(study.round(2), tdir / "pair_study", f"{ds}: pair-set study, relative gain (S-A)/A")
-        extra += ["## Semantic-pair study (matched sets S/A/A2/M)", "", study.round(2).to_markdown(), ""]
+        extra += ["## Semantic-pair study (matched sets S/A/A2/M)", "", tables.markdown(study.round(2)), ""]
     lines = [
         f"# sempos report: {ds}",
         "",
@@ -74,7 +74,7 @@ def body(params, args):
         "",
         "## Our results (mean ± std over seeds; Δ to the baseline in brackets)",
         "",
-        tables.pretty(summary).to_markdown(),
+        tables.markdown(tables.pretty(summary)),
         "",
         "Tables: [main](tables/main.md) ([csv](tables/main.csv), [tex](tables/main.tex)), "
         "[per seed](tables/per_seed.md).",
@@ -92,7 +92,7 @@ def body(params, args):
         "",
         f"Source: {published.PC_CP}.",
         "",
-        published.small_scale_table().to_markdown(),
+        tables.markdown(published.small_scale_table()),
         "",
     ]
     save_text(tables.pretty(summary).to_csv(), RESULTS / "tables" / "summary.csv")
