@@ -121,8 +121,8 @@ def main(argv=None) -> None:
     for r in rows:
         print("| " + " | ".join(str(r[c]) for c in cols) + " |")
     if any(r["kind"] == "estimate" for r in rows):
-        print(f"\n`estimate`: fewer than N keys fit in the budget here; time scaled by N / keys_measured "
-              f"(the work is N x N x D, so this is linear), not measured at full size.")
+        print("\n`estimate`: fewer than N keys were measured (the memory budget or --max-keys); the time is "
+              "scaled by N / keys_measured (the work is N x N x D, linear in the keys), not measured at full size.")
     print(f"wrote {a.out}")
 
 
