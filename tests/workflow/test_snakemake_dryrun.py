@@ -63,3 +63,15 @@ def test_default_job_counts_by_hand(tmp_path):
     counts = dry_run(tmp_path, None)
     assert counts == {"download": 2, "prepare": 2, "pretrain": 7, "mine": 2, "embed": 14, "knn": 7, "linear": 7,
                       "transfer": 7, "semisup": 14, "detect": 3, "report": 1, "all": 1}
+
+
+def test_slurm_profile_names_real_rules_and_every_gpu_rule():
+    import yaml
+
+    prof = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    assert prof["executor"] == "slurm"
+    per_rule = prof["set-resources"]
+    assert set(per_rule) <= set(STAGES), set(per_rule) - set(STAGES)  # a typo would silently apply nothing
+    heavy = {name for name, s in STAGES.items() if s.heavy}
+    assert {r for r in per_rule if per_rule[r].get("slurm_partition") == "gpu"} == heavy
+    assert set(prof.get("set-threads", {})) <= set(STAGES)

@@ -6,6 +6,7 @@ train/val split, the same pretraining subset and the same semi-supervised label 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -60,7 +61,41 @@ def _truncate(arrays, max_train: int, max_test: int):
     """
     tr = slice(None) if max_train <= 0 else slice(0, max_train)
     te = slice(None) if max_test <= 0 else slice(0, max_test)
-    return type(arrays)(arrays.train_x[tr], arrays.train_y[tr], arrays.test_x[te], arrays.test_y[te], arrays.classes)
+    return dataclasses.replace(arrays, train_x=arrays.train_x[tr], train_y=arrays.train_y[tr],
+                               test_x=arrays.test_x[te], test_y=arrays.test_y[te])
+
+
+def _loader_options(name: str, loader, data_cfg: Mapping) -> dict:
+    """data.unlabeled / data.image_size for the pretraining dataset, checked against what its loader offers."""
+    import inspect
+
+    accepted = inspect.signature(loader).parameters
+    opts = {}
+    if data_cfg.get("unlabeled"):
+        if "unlabeled" not in accepted:
+            raise DatasetError(f"data.unlabeled is set, but '{name}' has no unlabeled split (stl10 has one); "
+                               "remove data.unlabeled")
+        opts["unlabeled"] = True
+    if data_cfg.get("image_size"):
+        if "size" not in accepted:
+            raise DatasetError(f"data.image_size is set, but '{name}' is stored at its native size only; "
+                               "remove data.image_size")
+        opts["size"] = int(data_cfg["image_size"])
+    return opts
+
+
+def _append_unlabeled(arrays, splits: dict):
+    """Unlabeled images join the end of the train arrays with label -1, and the pretraining split only.
+
+    train/val/semi stay labelled-only, so kNN banks, probes and fine-tuning never see a -1; the diagnostics
+    that read pretraining labels (pair precision, bank purity, oracle pairs) skip unknown labels.
+    """
+    n = len(arrays.train_y)
+    ux = arrays.unlabeled_x
+    train_x = np.concatenate([arrays.train_x, ux])
+    train_y = np.concatenate([arrays.train_y, np.full(len(ux), -1, dtype=np.int64)])
+    splits = {**splits, "pretrain": np.concatenate([splits["pretrain"], np.arange(n, n + len(ux))])}
+    return dataclasses.replace(arrays, train_x=train_x, train_y=train_y, unlabeled_x=None), splits
 
 
 def prepare(name: str, raw_root: Path, out: Path, data_cfg: Mapping | None = None) -> Path:
@@ -69,8 +104,8 @@ def prepare(name: str, raw_root: Path, out: Path, data_cfg: Mapping | None = Non
     raw_dir = raw_root / name
     if spec.files and not (raw_dir / "MANIFEST.json").exists():
         raise DatasetError(f"{raw_dir}/MANIFEST.json missing: run the download stage for '{name}' first")
-    arrays = spec.loader(raw_dir)
     is_pretrain = data_cfg.get("pretrain") == name
+    arrays = spec.loader(raw_dir, **(_loader_options(name, spec.loader, data_cfg) if is_pretrain else {}))
     if is_pretrain:
         arrays = _truncate(arrays, int(data_cfg.get("max_train", 0)), int(data_cfg.get("max_test", 0)))
     splits = split_indices(
@@ -79,6 +114,8 @@ def prepare(name: str, raw_root: Path, out: Path, data_cfg: Mapping | None = Non
         train_subset=int(data_cfg.get("train_subset", 0)) if is_pretrain else 0,
         fractions=data_cfg.get("semi_fractions", []) if is_pretrain else [],
     )
+    if is_pretrain and arrays.unlabeled_x is not None:
+        arrays, splits = _append_unlabeled(arrays, splits)
     h = hashlib.sha256()
     for arr in (arrays.train_x, arrays.train_y, arrays.test_x, arrays.test_y):
         h.update(np.ascontiguousarray(arr).tobytes())

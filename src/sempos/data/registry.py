@@ -47,6 +47,7 @@ class Arrays:
     test_x: np.ndarray
     test_y: np.ndarray
     classes: tuple[str, ...]
+    unlabeled_x: np.ndarray | None = None  # extra pretraining images without labels (STL-10's unlabeled split)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ md5s are the ones torchvision 0.13-0.15 pinned, so a copy placed in data/raw/car
 
 from __future__ import annotations
 
+import dataclasses
+
 import fnmatch
 import gzip
 import json
@@ -326,17 +328,26 @@ def load_cifar100(raw: Path, size: int = 32, resize: str = "center_crop") -> Arr
                   "fine_labels", "meta", "fine_label_names")
 
 
-def load_stl10(raw: Path, size: int = 64, resize: str = "center_crop") -> Arrays:
-    root = extracted(Path(raw), "stl10_binary.tar.gz", skip=("*/unlabeled_X.bin",)) / "stl10_binary"
+def load_stl10(raw: Path, size: int = 64, resize: str = "center_crop", unlabeled: bool = False) -> Arrays:
+    """train/test (labelled); with `unlabeled`, also the 100,000-image unlabeled split (pretraining only)."""
+    skip = () if unlabeled else ("*/unlabeled_X.bin",)
+    root = extracted(Path(raw), "stl10_binary.tar.gz", skip=skip) / "stl10_binary"
+
+    def images(split):
+        # Column-major 96x96 planes, as torchvision reads them.
+        raw_x = np.fromfile(root / f"{split}_X.bin", dtype=np.uint8)
+        if raw_x.size % (3 * 96 * 96):
+            raise DatasetError(f"{root / f'{split}_X.bin'} holds {raw_x.size} bytes, not a whole number of 3x96x96 "
+                               "images: the extraction is incomplete; delete data/raw/stl10 and download again")
+        return resize_array(raw_x.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2), size, resize)
 
     def part(split):
-        # Column-major 96x96 planes, as torchvision reads them; labels are 1-based.
-        x = np.fromfile(root / f"{split}_X.bin", dtype=np.uint8).reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
-        y = np.fromfile(root / f"{split}_y.bin", dtype=np.uint8).astype(np.int64) - 1
-        return resize_array(x, size, resize), y
+        y = np.fromfile(root / f"{split}_y.bin", dtype=np.uint8).astype(np.int64) - 1  # labels are 1-based
+        return images(split), y
 
     (tx, ty), (vx, vy) = part("train"), part("test")
-    return _arrays(tx, ty, vx, vy, _lines(root / "class_names.txt"))
+    arrays = _arrays(tx, ty, vx, vy, _lines(root / "class_names.txt"))
+    return dataclasses.replace(arrays, unlabeled_x=images("unlabeled")) if unlabeled else arrays
 
 
 def load_food101(raw: Path, size: int = 64, resize: str = "center_crop") -> Arrays:

@@ -133,12 +133,17 @@ def dedupe(pairs: torch.Tensor, cos: torch.Tensor):
 
 
 def pair_precision(pairs: torch.Tensor, labels: torch.Tensor) -> float:
-    """Percentage (0-100) of pairs whose two images carry the same label; NaN when there are no pairs."""
+    """Percentage (0-100) of pairs whose two images carry the same label; NaN when there are no pairs.
+
+    Pairs touching an unlabeled image (label -1, e.g. STL-10's unlabeled split) are left out.
+    """
     pairs = torch.as_tensor(pairs).long().view(-1, 2)
-    if len(pairs) == 0:
-        return float("nan")
     labels = torch.as_tensor(labels)
-    return 100.0 * (labels[pairs[:, 0]] == labels[pairs[:, 1]]).float().mean().item()
+    a, b = labels[pairs[:, 0]], labels[pairs[:, 1]]
+    known = (a >= 0) & (b >= 0)
+    if not bool(known.any()):
+        return float("nan")
+    return 100.0 * (a[known] == b[known]).float().mean().item()
 
 
 def _hist(counts: torch.Tensor) -> dict:
@@ -158,9 +163,10 @@ def diagnostics(pairs_pos: torch.Tensor, cos: torch.Tensor, idx: torch.Tensor, l
     pairs_pos = pairs_pos.long().view(-1, 2)
     anchored = torch.bincount(pairs_pos[:, 0], minlength=n_images)
     involved = torch.bincount(pairs_pos.flatten(), minlength=n_images)
-    same = (labels[idx] == labels.view(-1, 1)).float()
-    cum = same.cumsum(1) / torch.arange(1, idx.shape[1] + 1)
-    at_k = {str(k + 1): 100.0 * v for k, v in enumerate(cum.mean(0).tolist())}
+    known = (labels[idx] >= 0) & (labels.view(-1, 1) >= 0)  # unlabeled images (-1) count on neither side
+    same = ((labels[idx] == labels.view(-1, 1)) & known).float()
+    at_k = {str(k + 1): 100.0 * s / max(c, 1.0) for k, (s, c) in
+            enumerate(zip(same.cumsum(1).sum(0).tolist(), known.float().cumsum(1).sum(0).tolist()))}
     q = torch.tensor([0.1, 0.5, 0.9])
     out = {
         "num_images": int(n_images),

@@ -44,8 +44,14 @@ def pixel_features(images_u8: torch.Tensor) -> torch.Tensor:
     return F.normalize(x - x.mean(1, keepdim=True), dim=1)
 
 
+def labelled_pool(data: dict) -> torch.Tensor:
+    """The pretraining images that carry a label: sources built from labels never pair unlabeled (-1) images."""
+    pool = torch.as_tensor(data["splits"]["pretrain"]).long()
+    return pool[torch.as_tensor(data["train_y"])[pool] >= 0]
+
+
 def _study_S(cfg: dict, data: dict, seed: int) -> torch.Tensor:
-    pool = data["splits"]["pretrain"]
+    pool = labelled_pool(data)
     feats_pool = pixel_features(data["train_x"][pool])
     feats = torch.zeros(len(data["train_x"]), feats_pool.shape[1])
     feats[pool] = feats_pool
@@ -66,7 +72,7 @@ def build_positives(hp: Mapping, data: dict, seed: int, pairs_file: Path | None 
         extra, _ = read_pairs(pairs_file)
     elif src in ("oracle", "random"):
         count = int(cfg["count"]) or len(pool)
-        extra = (pairsets.oracle_pairs(labels, pool, count, seed) if src == "oracle"
+        extra = (pairsets.oracle_pairs(labels, labelled_pool(data), count, seed) if src == "oracle"
                  else pairsets.random_pairs(pool, count, seed))
     elif src not in STUDY_SOURCES:
         raise ConfigError(f"unknown positives source '{src}'")
