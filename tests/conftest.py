@@ -46,3 +46,27 @@ def tiny_settings(algo: str = "simclr", epochs: int = 2, **hp) -> dict:
                     "grayscale_p": 0.2, "blur_p": 0.0, "solarize_p": 0.0},
         "backbone": {"arch": "resnet18_cifar", "width": 4},
     }
+
+
+def targz(members: dict) -> bytes:
+    """A .tar.gz holding {member name: bytes}, built in memory (fake archives in official layouts)."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, body in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tf.addfile(info, io.BytesIO(body))
+    return buf.getvalue()
+
+
+def place_downloaded(raw_dir: Path, name: str, body: bytes) -> None:
+    """Put a file in data/raw/<ds>/ with the MANIFEST the download stage writes after verifying it."""
+    import hashlib
+    import json
+
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    (raw_dir / name).write_bytes(body)
+    (raw_dir / "MANIFEST.json").write_text(json.dumps({"sha256": {name: hashlib.sha256(body).hexdigest()}}))

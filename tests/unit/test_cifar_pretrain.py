@@ -4,17 +4,15 @@ prepare -> pretrain -> embed -> kNN -> semisup run in-process on 3-channel 32 px
 the official cifar-10-python.tar.gz, so the overlay's data path is exercised without a GPU or a download.
 """
 
-import hashlib
-import io
 import json
 import pickle
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import place_downloaded, targz
 
 from sempos.config import load_params
 from sempos.stages import embed, knn, prepare, pretrain, semisup
@@ -35,23 +33,12 @@ def fake_cifar10(n_per_batch=40, n_test=40) -> bytes:
     members = {f"cifar-10-batches-py/data_batch_{i}": batch(n_per_batch, i) for i in range(1, 6)}
     members["cifar-10-batches-py/test_batch"] = batch(n_test, 0)
     members["cifar-10-batches-py/batches.meta"] = pickle.dumps({"label_names": [f"c{i}" for i in range(10)]})
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, body in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            tf.addfile(info, io.BytesIO(body))
-    return buf.getvalue()
+    return targz(members)
 
 
 @pytest.fixture
 def cifar_workdir(tmp_path, monkeypatch):
-    raw = tmp_path / "data" / "raw" / "cifar10"
-    raw.mkdir(parents=True)
-    body = fake_cifar10()
-    (raw / "cifar-10-python.tar.gz").write_bytes(body)
-    (raw / "MANIFEST.json").write_text(json.dumps({"sha256": {"cifar-10-python.tar.gz":
-                                                              hashlib.sha256(body).hexdigest()}}))
+    place_downloaded(tmp_path / "data" / "raw" / "cifar10", "cifar-10-python.tar.gz", fake_cifar10())
     params = load_params(REPO / "params.yaml", [REPO / "config" / "cifar10.yaml"])
     params["runtime"].update(device="cpu", threads=1, precision="fp32", gpus_per_job=0, progress=False)
     params["data"].update(val_size=20, semi_fractions=[10])

@@ -1,14 +1,12 @@
 """Unlabeled pretraining images (STL-10's unlabeled split, config/stl10.yaml): label -1, pretraining split only,
 and every label-based diagnostic or source skips them."""
 
-import hashlib
-import io
 import json
-import tarfile
 
 import numpy as np
 import pytest
 import torch
+from conftest import place_downloaded, targz
 
 from sempos.data.prepare import load_prepared, prepare
 from sempos.errors import DatasetError
@@ -29,22 +27,12 @@ def fake_stl10(n_train=40, n_test=20, n_unlabeled=30) -> bytes:
                "stl10_binary/test_y.bin": bytes([1 + i % 10 for i in range(n_test)]),
                "stl10_binary/unlabeled_X.bin": x(n_unlabeled),
                "stl10_binary/class_names.txt": "\n".join(f"s{i}" for i in range(10)).encode() + b"\n"}
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, body in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            tf.addfile(info, io.BytesIO(body))
-    return buf.getvalue()
+    return targz(members)
 
 
 @pytest.fixture
 def stl_raw(tmp_path):
-    raw = tmp_path / "raw" / "stl10"
-    raw.mkdir(parents=True)
-    body = fake_stl10()
-    (raw / "stl10_binary.tar.gz").write_bytes(body)
-    (raw / "MANIFEST.json").write_text(json.dumps({"sha256": {"stl10_binary.tar.gz": hashlib.sha256(body).hexdigest()}}))
+    place_downloaded(tmp_path / "raw" / "stl10", "stl10_binary.tar.gz", fake_stl10())
     return tmp_path / "raw"
 
 
@@ -109,11 +97,8 @@ def test_stl10_overlay_stages_with_unlabeled_images(tmp_path, monkeypatch):
     from sempos.stages.common import run_stage
 
     repo = Path(__file__).resolve().parents[2]
-    raw = tmp_path / "data" / "raw" / "stl10"
-    raw.mkdir(parents=True)
-    body = fake_stl10(n_train=60, n_test=20, n_unlabeled=60)
-    (raw / "stl10_binary.tar.gz").write_bytes(body)
-    (raw / "MANIFEST.json").write_text(json.dumps({"sha256": {"stl10_binary.tar.gz": hashlib.sha256(body).hexdigest()}}))
+    place_downloaded(tmp_path / "data" / "raw" / "stl10", "stl10_binary.tar.gz",
+                     fake_stl10(n_train=60, n_test=20, n_unlabeled=60))
     params = load_params(repo / "params.yaml", [repo / "config" / "stl10.yaml"])
     params["runtime"].update(device="cpu", threads=1, precision="fp32", gpus_per_job=0, progress=False)
     params["data"].update(image_size=32, val_size=10, semi_fractions=[])
