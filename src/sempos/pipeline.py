@@ -57,9 +57,15 @@ class Stage:
     heavy: bool = False  # uses runtime.threads cores (and a GPU when there is one)
     extra_outputs: tuple[str, ...] = field(default=())
 
-    def command(self, params_file: str, wc: Wc, python: str = "python") -> str:
+    def command(self, params_file: str, wc: Wc, python: str = "python", gpus: int | str | None = None) -> str:
+        """The job's command line; with `gpus`, wrapped by sempos.launch (own devices, torchrun when > 1)."""
         args = "".join(f" --{k} {wc[k]}" for k in self.wildcards)
-        return f"{python} -m sempos.stages.{self.name} --params {params_file}{args}"
+        cmd = f"{python} -m sempos.stages.{self.name} --params {params_file}{args}"
+        return f"{python} -m sempos.launch --gpus {gpus} -- {cmd}" if gpus else cmd
+
+    def gpus(self, p: dict) -> int:
+        """GPUs one job of this stage asks for: runtime.gpus_per_job for heavy stages, else none."""
+        return int(p["runtime"].get("gpus_per_job", 0)) if self.heavy else 0
 
 
 # --- which instances exist under a params dict ----------------------------------------------------
@@ -347,19 +353,17 @@ class SnakemakeView:
         return int(self.config["runtime"]["threads"]) if STAGES[name].heavy else 1
 
     def gpus(self, name: str) -> int:
-        return int(self.config["runtime"].get("gpus_per_job", 0)) if STAGES[name].heavy else 0
+        return STAGES[name].gpus(self.config)
 
     def shell(self, name: str) -> str:
         import shlex
         import sys
 
         stage = STAGES[name]
-        # The interpreter running Snakemake, so `.venv/bin/snakemake` works without an activated venv
-        # (a bare `python` would be the system one, without sempos).
-        py = shlex.quote(sys.executable)
-        cmd = stage.command("{params.file}", {k: "{wildcards.%s}" % k for k in stage.wildcards}, python=py)
-        # The same command as dvc.yaml's, wrapped so the job gets its own GPUs (torchrun when > 1).
-        return f"{py} -m sempos.launch --gpus {{resources.gpu}} -- {cmd}" if self.gpus(name) else cmd
+        # dvc.yaml's command, run by the interpreter running Snakemake, so `.venv/bin/snakemake` works without
+        # an activated venv (a bare `python` would be the system one, without sempos).
+        return stage.command("{params.file}", {k: "{wildcards.%s}" % k for k in stage.wildcards},
+                             python=shlex.quote(sys.executable), gpus="{resources.gpu}" if self.gpus(name) else None)
 
 
 def snakemake_params_file(config: dict, default: str = "params.yaml") -> str:

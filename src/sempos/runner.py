@@ -71,9 +71,7 @@ def is_stale(stage: Stage, wc: dict, p: dict) -> bool:
 
 
 def command(stage: Stage, wc: dict, p: dict, params_file: str) -> list[str]:
-    cmd = shlex.split(stage.command(params_file, wc, python=shlex.quote(sys.executable)))
-    gpus = int(p["runtime"].get("gpus_per_job", 0)) if stage.heavy else 0
-    return [sys.executable, "-m", "sempos.launch", "--gpus", str(gpus), "--", *cmd] if gpus else cmd
+    return shlex.split(stage.command(params_file, wc, python=shlex.quote(sys.executable), gpus=stage.gpus(p)))
 
 
 def run(p: dict, params_file: str, dry_run: bool = False, log=print) -> int:

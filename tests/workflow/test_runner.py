@@ -77,3 +77,14 @@ def test_dry_run_lists_without_running(tmp_path, monkeypatch):
     lines = []
     assert runner.run(default_params(), "params.yaml", dry_run=True, log=lines.append) == 0
     assert lines[0] == "sempos.runner: 66 of 66 jobs to run" and len(lines) == 67
+
+
+def test_gpu_jobs_go_through_the_launcher_like_snakemake_ones():
+    p = default_params()
+    p["runtime"]["gpus_per_job"] = 2
+    jobs = {instance_name(s, wc): (s, wc) for s, wc in runner.ordered_jobs(p)}
+    heavy = runner.command(*jobs["pretrain-fmnist-simclr-seed0"], p, "params.yaml")
+    light = runner.command(*jobs["knn-fmnist-simclr-seed0"], p, "params.yaml")
+    assert heavy[1:5] == ["-m", "sempos.launch", "--gpus", "2"] and heavy[5] == "--"
+    assert heavy[6:9] == [heavy[0], "-m", "sempos.stages.pretrain"]
+    assert light[1:3] == ["-m", "sempos.stages.knn"]

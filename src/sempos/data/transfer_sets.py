@@ -36,7 +36,6 @@ md5s are the ones torchvision 0.13-0.15 pinned, so a copy placed in data/raw/car
 from __future__ import annotations
 
 import dataclasses
-
 import fnmatch
 import gzip
 import json

@@ -24,16 +24,18 @@ class LARS(torch.optim.Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            d = [p.grad.clone() for p in params]
-            adapt = [i for i, p in enumerate(params) if p.ndim > 1]  # BN weights and biases skip wd and adaptation
+            d = [p.grad for p in params]  # BN weights and biases (1-D) step on their raw gradient
+            adapt = [i for i, p in enumerate(params) if p.ndim > 1]
             if adapt:
-                pa, da = [params[i] for i in adapt], [d[i] for i in adapt]
-                if group["weight_decay"]:
-                    torch._foreach_add_(da, pa, alpha=group["weight_decay"])
+                pa = [params[i] for i in adapt]
+                # Out of place: the gradients themselves are left as backward wrote them.
+                da = torch._foreach_add([d[i] for i in adapt], pa, alpha=group["weight_decay"])
                 p_norm, d_norm = torch.stack(torch._foreach_norm(pa)), torch.stack(torch._foreach_norm(da))
                 q = torch.where((p_norm > 0) & (d_norm > 0), group["trust_coefficient"] * p_norm / d_norm,
                                 torch.ones_like(p_norm))
                 torch._foreach_mul_(da, list(q.unbind()))
+                for i, t in zip(adapt, da):
+                    d[i] = t
             mu = []
             for p in params:
                 state = self.state[p]
