@@ -1,9 +1,12 @@
+import http.server
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -70,3 +73,68 @@ def place_downloaded(raw_dir: Path, name: str, body: bytes) -> None:
     raw_dir.mkdir(parents=True, exist_ok=True)
     (raw_dir / name).write_bytes(body)
     (raw_dir / "MANIFEST.json").write_text(json.dumps({"sha256": {name: hashlib.sha256(body).hexdigest()}}))
+
+
+class LargestTensor(TorchDispatchMode):
+    """Records the largest tensor any aten op returns while active (memory tests: never N x N)."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+class HostSyncs(TorchDispatchMode):
+    """Records ops that copy a device value to the host (.item(), int(t), bool(t) all end here)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.seen.append(func)
+        return func(*args, **(kwargs or {}))
+
+
+class FileServer:
+    """A local HTTP server on 127.0.0.1 serving `files` ({URL path: body}); 404 for anything else."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        srv = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                body = srv.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def file_server():
+    srv = FileServer()
+    yield srv
+    srv.close()

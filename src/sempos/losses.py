@@ -179,7 +179,7 @@ def mask_partners_as_negatives(anchor_ids: torch.Tensor, negative_ids: torch.Ten
     queue stores the image id of every key it holds; -1 marks entries of no image, never masked).
     A negative is masked when it is an SPPS partner of the anchor, in either direction, or, with
     `same_image`, an older view of the anchor's own image. `partners` is None, an object with
-    lookup(a, b) -> [len(a), len(b)] bool (mining.partners.PartnerIndex, the fast path inside a
+    lookup(a, b) -> [len(a), len(b)] bool (positives.partners.PartnerIndex, the fast path inside a
     training loop), or an [M, 2] tensor of (i, j) pairs (sorted into a lookup on every call).
     The result is the `queue_mask` of infonce_queue / multi_positive_infonce.
     """

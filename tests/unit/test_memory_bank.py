@@ -5,7 +5,7 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
+from conftest import HostSyncs
 
 from sempos import dist
 from sempos.memory_bank import MemoryBank
@@ -95,22 +95,9 @@ def test_state_dict_roundtrip_restores_every_buffer_and_later_pushes():
         assert torch.equal(v, fresh.state_dict()[k]), k
 
 
-class _HostSyncs(TorchDispatchMode):
-    """Records ops that copy a device value to the host (.item(), int(t), bool(t) all end here)."""
-
-    def __init__(self):
-        super().__init__()
-        self.seen = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.seen.append(func)
-        return func(*args, **(kwargs or {}))
-
-
 def test_push_and_topk_never_read_values_back_to_the_host():
     bank = MemoryBank(size=16, dim=4)
-    with _HostSyncs() as mode:
+    with HostSyncs() as mode:
         for _ in range(5):  # wraps around
             bank.push(torch.randn(6, 4), ids=torch.arange(6), labels=torch.arange(6) % 2)
         _, idx, _ = bank.topk(torch.randn(3, 4), 4)

@@ -242,7 +242,7 @@ def build_c4_detector(resnet: nn.Module, image_mean: Sequence[float], image_std:
 
 def c4_from_checkpoint(backbone_path, num_classes: int, cfg: Mapping | None = None) -> tuple[FasterRCNN, dict]:
     """(detector initialised from a pretrain stage's backbone.pt, that checkpoint's meta)."""
-    from ..train.trainer import load_backbone  # deferred: the trainer module pulls in every algorithm
+    from ..models.checkpoint import load_backbone
 
     resnet, norm, meta = load_backbone(backbone_path)
     if not str(meta.get("arch", "")).startswith("resnet"):

@@ -1,12 +1,11 @@
-"""The Semantic Sampler (SePP-ID) and the pair sets of the semantic-pair dataset study.
+"""The Semantic Sampler of SePP-ID: mine semantic positive pairs with a pretrained backbone.
 
   topk      exact blocked cosine top-K (CPU/CUDA, never N x N)
   sampler   SPPS from top-K (k, threshold, mutual, symmetrize, near-duplicates), diagnostics, mine(),
             pair files (i, j, cos)
-  pairsets  oracle / random positive sources; study sets S, A, A2, M
-  partners  membership tests on a pair list (variant M positives, masking partners as negatives)
 
-Names are re-exported lazily: the submodules import eval/train code, which itself imports this package.
+What the pretraining run does with mined pairs lives in `sempos.positives`.
+Names are re-exported lazily so that importing the package does not import torch-heavy submodules.
 """
 
 from __future__ import annotations
@@ -17,9 +16,6 @@ _EXPORTS = {
     "blocked_topk": "topk", "cosine_topk": "topk",
     "SamplerConfig": "sampler", "spps_from_topk": "sampler", "diagnostics": "sampler", "mine": "sampler",
     "write_pairs": "sampler", "read_pairs": "sampler", "pair_precision": "sampler",
-    "oracle_pairs": "pairsets", "random_pairs": "pairsets", "build_S": "pairsets", "build_A": "pairsets",
-    "build_A2": "pairsets", "A2Sampler": "pairsets", "build_M": "pairsets", "class_counts": "pairsets",
-    "PartnerIndex": "partners",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -211,7 +211,7 @@ def mine(backbone_path: Path, prepared: dict, cfg: Mapping | SamplerConfig | Non
     `k_max` (or cfg k_max) > k computes more neighbours for the precision-vs-K table only.
     """
     from ..eval.features import extract
-    from ..train.trainer import load_backbone
+    from ..models.checkpoint import load_backbone
 
     scfg = cfg if isinstance(cfg, SamplerConfig) else SamplerConfig.from_cfg(cfg)
     if k_max:

@@ -5,7 +5,7 @@ from pathlib import Path
 from ..data.prepare import load_prepared
 from ..io import save_torch
 from ..runtime import resolve
-from ..train.trainer import load_backbone
+from ..models.checkpoint import load_backbone
 from ..eval.features import extract
 from .common import run_stage
 

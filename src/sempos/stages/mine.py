@@ -8,7 +8,7 @@ from ..errors import ConfigError
 from ..io import save_json
 from ..mining.sampler import mine, write_pairs
 from ..runtime import resolve
-from ..train.positives import MINED_SOURCES, positives_cfg
+from ..positives.sources import MINED_SOURCES, positives_cfg
 from .common import run_stage
 from .pretrain import pairs_path
 

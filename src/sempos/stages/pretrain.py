@@ -5,7 +5,7 @@ from ..data.prepare import load_prepared
 from ..errors import ConfigError
 from ..io import save_json
 from ..runtime import resolve
-from ..train.positives import MINED_SOURCES, build_positives, positives_cfg
+from ..positives.sources import MINED_SOURCES, build_positives, positives_cfg
 from ..train.trainer import PretrainJob, Trainer
 from .common import run_stage
 

@@ -7,7 +7,7 @@ from ..errors import ConfigError
 from ..eval.finetune import finetune
 from ..io import save_json
 from ..runtime import resolve
-from ..train.trainer import load_backbone
+from ..models.checkpoint import load_backbone
 from .common import run_stage
 
 

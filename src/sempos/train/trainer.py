@@ -27,10 +27,11 @@ from ..errors import ConfigError, NonFiniteLossError
 from ..eval.features import extract
 from ..eval.knn import knn_accuracy
 from ..io import load_torch, save_text, save_torch
+from ..models.checkpoint import backbone_kwargs
 from ..models.resnet import build_backbone
 from ..runtime import Runtime
 from .optim import build_optimizer, lr_at
-from .pairs import PairSource
+from ..positives.pairs import PairSource
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
@@ -44,7 +45,7 @@ class PretrainJob:
     run_dir: Path
     data: dict              # prepared dataset payload
     pairs: PairSource | None = None
-    partners: object | None = None   # mining.partners.PartnerIndex for SePP variant M / partner masking
+    partners: object | None = None   # positives.partners.PartnerIndex for SePP variant M / partner masking
     positives_cfg: dict = field(default_factory=dict)
     on_step: Callable[[int, int], None] | None = None  # test hook: called before each step
     extras: dict = field(default_factory=dict)
@@ -54,11 +55,6 @@ def step_generator(device: torch.device, seed: int, epoch: int, step: int, rank:
     g = torch.Generator(device=device)
     g.manual_seed((seed * 1_000_003 + epoch * 100_003 + step * 7 + rank * 7_777_777 + 12345) % (2**63))
     return g
-
-
-def backbone_kwargs(bb: dict, in_channels: int, image_size: int) -> dict:
-    return {"arch": bb["arch"], "width": bb.get("width", 64), "in_channels": in_channels, "image_size": image_size,
-            "patch_size": bb.get("patch_size"), "frozen_patch_embed": bb.get("frozen_patch_embed", False)}
 
 
 def build_model(settings: dict, in_channels: int, num_train: int, seed: int, image_size: int = 32):
@@ -255,13 +251,3 @@ class Trainer:
         dist.barrier()
         return meta
 
-
-def load_backbone(path: Path, device="cpu"):
-    """(backbone in eval mode, Normalizer, meta) from a pretrain stage's backbone.pt."""
-    blob = load_torch(path)
-    meta = blob["meta"]
-    bb = build_backbone(**{k: meta[k] for k in ("arch", "width", "in_channels", "image_size", "patch_size",
-                                                  "frozen_patch_embed") if k in meta})
-    bb.load_state_dict(blob["state_dict"])
-    bb.to(device).eval()
-    return bb, Normalizer(meta["norm_mean"], meta["norm_std"], device), meta

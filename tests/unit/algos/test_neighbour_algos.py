@@ -6,7 +6,7 @@ import jsonschema
 import pytest
 import torch
 
-from conftest import fake_prepared, tiny_settings
+from conftest import HostSyncs, fake_prepared, tiny_settings
 from sempos.algos import registry
 from sempos.algos.base import Batch, ema_update
 from sempos.config import load_schema
@@ -15,7 +15,6 @@ from sempos.models.resnet import build_backbone
 from sempos.models.vit import sincos_2d
 from sempos.runtime import resolve
 from sempos.train.trainer import PretrainJob, Trainer
-from test_memory_bank import _HostSyncs
 
 NEW = ("byol", "simsiam", "nnclr", "mocov3", "snclr")
 HEADS = {"proj_hidden": 32, "proj_dim": 16, "pred_hidden": 32}
@@ -141,7 +140,7 @@ def test_snclr_step_logs_diagnostics_that_match_the_bank_and_then_enqueues_k2():
     before.load_state_dict(m.bank.state_dict())
     _, k2 = m.keys(x1, x2)
     _, idx, _ = before.topk(k2, m.hp["k"])
-    with _HostSyncs() as syncs:
+    with HostSyncs() as syncs:
         out = m(x1, x2, batch)
     assert syncs.seen == []  # no per-step host round trip, diagnostics included
     assert out["purity"].item() == pytest.approx(before.purity(m.diag_labels[batch.idx_b], idx).item())

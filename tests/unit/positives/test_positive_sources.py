@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from conftest import fake_prepared
 from sempos.errors import ConfigError
 from sempos.losses import infonce_queue, multi_positive_infonce, multi_positive_nt_xent, nt_xent
-from sempos.mining import pairsets
-from sempos.mining.partners import PartnerIndex
-from sempos.train.pairs import PairSource
-from sempos.train.positives import build_positives
+from sempos.positives import pairsets
+from sempos.positives.partners import PartnerIndex
+from sempos.positives.pairs import PairSource
+from sempos.positives.sources import build_positives
 
 
 def labels_pool(n=400, k=4, seed=0):
@@ -161,7 +161,7 @@ def test_mined_source_must_name_an_augment_method():
 
     from sempos.config import deep_merge, validate
 
-    base = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
+    base = yaml.safe_load((Path(__file__).resolve().parents[3] / "params.yaml").read_text())
     bad = {"methods": {"x": {"algo": "simclr", "positives": {"source": "mined"}}}}
     with pytest.raises(ConfigError, match="positives.from is required"):
         validate(deep_merge(base, bad))

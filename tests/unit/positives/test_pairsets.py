@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from sempos.errors import ConfigError
 from sempos.losses import infonce_queue, mask_partners_as_negatives, multi_positive_infonce
-from sempos.mining import pairsets
-from sempos.mining.partners import PartnerIndex
-from sempos.train.pairs import PairSource
+from sempos.positives import pairsets
+from sempos.positives.partners import PartnerIndex
+from sempos.positives.pairs import PairSource
 
 
 def labelled(n=600, classes=5, seed=0):

@@ -43,7 +43,7 @@ class PairSource:
     extra        a fixed [M, 2] pair list, or None
     mix          'add' (augmented + extra, one shuffled list) or 'replace' (extra pairs only)
     equal_steps  every epoch trains on exactly len(base_idx) pairs drawn from the combined list
-    epoch_extra  an epoch-dependent pair source (e.g. mining.pairsets.A2Sampler), joined to `extra`
+    epoch_extra  an epoch-dependent pair source (e.g. positives.pairsets.A2Sampler), joined to `extra`
     """
 
     def __init__(self, base_idx: torch.Tensor, extra: torch.Tensor | None = None, mix: str = "add",

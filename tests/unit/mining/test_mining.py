@@ -11,16 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import fake_prepared
+from conftest import LargestTensor, fake_prepared
 from sempos.errors import ConfigError
 from sempos.mining import cosine_topk
 from sempos.mining.sampler import (SamplerConfig, diagnostics, mine, pair_precision, read_pairs, spps_from_topk,
                                    write_pairs)
 from sempos.mining.topk import blocked_topk
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+SRC = Path(__file__).resolve().parents[3] / "src"
 
 
 def brute_force(emb, k):
@@ -113,25 +112,10 @@ def test_topk_on_cuda_matches_cpu():
 
 # ---------------------------------------------------------------- memory: never N x N
 
-class _LargestTensor(TorchDispatchMode):
-    """Records the largest tensor any aten op returns while active."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else [out]:
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel())
-        return out
-
-
 def test_no_op_produces_an_n_by_n_tensor():
     n, d, k, bq, bk = 4000, 64, 5, 256, 512
     emb = rand_emb(n, d, seed=4, dtype=torch.float64)
-    with _LargestTensor() as probe:
+    with LargestTensor() as probe:
         blocked_topk(emb, k, block_q=bq, block_k=bk)
     # One similarity block is the largest thing made: no N x N, and not even an N x D temporary.
     assert probe.largest <= bq * bk < n * d, (probe.largest, bq * bk)

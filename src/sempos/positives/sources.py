@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..mining import pairsets
-from ..mining.partners import PartnerIndex
+from . import pairsets
+from .partners import PartnerIndex
 from ..mining.sampler import pair_precision, read_pairs
 from .pairs import PairSource
 

@@ -2,7 +2,7 @@
 
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
+from conftest import LargestTensor
 
 import pytest
 
@@ -27,23 +27,10 @@ def test_blocked_topk_equals_brute_force(n, d, k, bq, bk):
     assert not (i == torch.arange(n).view(-1, 1)).any()
 
 
-class _LargestTensor(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else [out]:
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel())
-        return out
-
-
 def test_blocked_mining_never_allocates_n_by_n():
     n, k, bq, bk = 3000, 5, 256, 512
     emb = F.normalize(torch.randn(n, 32, generator=torch.Generator().manual_seed(0)), dim=1)
-    with _LargestTensor() as probe:
+    with LargestTensor() as probe:
         blocked_topk(emb, k, block_q=bq, block_k=bk)
     bound = max(bq * bk, n * 32, n * k) * 2  # one block of similarities (+ top-k merge), or the inputs
     assert probe.largest <= bound < n * n // 4, (probe.largest, bound)

@@ -18,7 +18,7 @@ from sempos.config import load_params
 from sempos.stages import embed, knn, prepare, pretrain, semisup
 from sempos.stages.common import run_stage
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def fake_cifar10(n_per_batch=40, n_test=40) -> bytes:

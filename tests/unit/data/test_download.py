@@ -4,8 +4,6 @@ Served by a local HTTP server on 127.0.0.1 (good, truncated and corrupt files)."
 
 import gzip
 import hashlib
-import http.server
-import threading
 from pathlib import Path
 
 import pytest
@@ -18,30 +16,11 @@ PAYLOAD = gzip.compress(b"sempos test payload " * 200, mtime=0)
 MD5 = hashlib.md5(PAYLOAD).hexdigest()
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        body = {"/good.gz": PAYLOAD, "/truncated.gz": PAYLOAD[: len(PAYLOAD) // 2],
-                "/corrupt.gz": bytes(reversed(PAYLOAD))}.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 @pytest.fixture(scope="module")
-def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+def server(file_server):
+    file_server.files.update({"/good.gz": PAYLOAD, "/truncated.gz": PAYLOAD[: len(PAYLOAD) // 2],
+                              "/corrupt.gz": bytes(reversed(PAYLOAD))})
+    return file_server.url
 
 
 def _spec(urls, local_dirs=()):

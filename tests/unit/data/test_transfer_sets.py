@@ -4,12 +4,10 @@ SimCLR's ImageNet subset lists."""
 
 import dataclasses
 import hashlib
-import http.server
 import io
 import json
 import pickle
 import tarfile
-import threading
 import zipfile
 
 import numpy as np
@@ -23,29 +21,10 @@ SIZE = 8
 FILES: dict[str, bytes] = {}  # URL path -> body, filled by each test's archive builder
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        body = FILES.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 @pytest.fixture(scope="module")
-def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+def server(file_server):
+    file_server.files = FILES
+    return file_server.url
 
 
 # --- builders of tiny archives in each dataset's real format ------------------------------------------------------

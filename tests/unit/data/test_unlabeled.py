@@ -10,9 +10,9 @@ from conftest import place_downloaded, targz
 
 from sempos.data.prepare import load_prepared, prepare
 from sempos.errors import DatasetError
-from sempos.mining import pairsets
+from sempos.positives import pairsets
 from sempos.mining.sampler import diagnostics, pair_precision
-from sempos.train.positives import build_positives, labelled_pool
+from sempos.positives.sources import build_positives, labelled_pool
 
 
 def fake_stl10(n_train=40, n_test=20, n_unlabeled=30) -> bytes:
@@ -96,7 +96,7 @@ def test_stl10_overlay_stages_with_unlabeled_images(tmp_path, monkeypatch):
     from sempos.stages import prepare as prepare_stage
     from sempos.stages.common import run_stage
 
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     place_downloaded(tmp_path / "data" / "raw" / "stl10", "stl10_binary.tar.gz",
                      fake_stl10(n_train=60, n_test=20, n_unlabeled=60))
     params = load_params(repo / "params.yaml", [repo / "config" / "stl10.yaml"])

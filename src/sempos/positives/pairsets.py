@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .sampler import pair_precision as _pair_precision
+from ..mining.sampler import pair_precision as _pair_precision
 
 
 def _gen(seed: int, *salt) -> torch.Generator:
