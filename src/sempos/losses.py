@@ -46,13 +46,13 @@ def infonce_queue(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, tempera
 def multi_positive_infonce(q: torch.Tensor, keys: torch.Tensor, queue: torch.Tensor, pos_mask: torch.Tensor,
                            temperature: float, queue_mask: torch.Tensor | None = None,
                            batch_negatives: bool = False) -> torch.Tensor:
-    """SePP-ID variant M (SCIENCE.md 1.2): several positives per anchor, MoCo-style denominator.
+    """SePP-ID variant M (docs/science.md §1.2): several positives per anchor, MoCo-style denominator.
 
     For anchor a: -(1/|P(a)|) sum_{p in P(a)} log[exp(q.k_p/t) / sum_{c in C(a)} exp(q.c/t)],
     with P(a) = pos_mask[a] over the batch keys (its own key plus its SPPS partners' keys in the batch;
     a row without positives contributes 0). C(a) = P(a) + the queue (minus `queue_mask`) by default:
     as in MoCo, batch keys outside P(a) are not negatives, so with pos_mask = I this is exactly
-    infonce_queue. `batch_negatives=True` reads SCIENCE.md's "keys u Q" literally: every batch key joins
+    infonce_queue. `batch_negatives=True` reads docs/science.md's "keys u Q" literally: every batch key joins
     the denominator (then pos_mask = I is InfoNCE with in-batch negatives added).
     """
     q = F.normalize(q, dim=1)
@@ -173,7 +173,7 @@ def snclr_paper_loss(z: torch.Tensor, keys: torch.Tensor, neighbours: torch.Tens
 
 def mask_partners_as_negatives(anchor_ids: torch.Tensor, negative_ids: torch.Tensor, partners=None,
                                same_image: bool = True) -> torch.Tensor:
-    """The false-negative switch (SCIENCE.md 1.2): [B, Q] True where a negative must leave the denominator.
+    """The false-negative switch (docs/science.md §1.2): [B, Q] True where a negative must leave the denominator.
 
     anchor_ids [B] are the batch's image ids; negative_ids [Q] the ids the negatives came from (a MoCo
     queue stores the image id of every key it holds; -1 marks entries of no image, never masked).

@@ -30,12 +30,12 @@ def _logp(anchor, target, candidates, tau):
 
 
 def _candidates(keys, nb):
-    """SCIENCE.md 2.3 step 6: every sample's key and its K neighbours (order is irrelevant to a softmax)."""
+    """docs/science.md §2.3 step 6: every sample's key and its K neighbours (order is irrelevant to a softmax)."""
     return [keys[m] for m in range(len(keys))] + [nb[m, i] for m in range(len(keys)) for i in range(nb.shape[1])]
 
 
 def code_loop(z, keys, nb, w, tau, scale, rows=None, offset=0):
-    """L = 2t * mean_n [-log p_n(k_n) - sum_i w_ni log p_n(NN(k_n)_i)]  (SCIENCE.md 2.4, code form)."""
+    """L = 2t * mean_n [-log p_n(k_n) - sum_i w_ni log p_n(NN(k_n)_i)]  (docs/science.md §2.4, code form)."""
     cands = _candidates(keys, nb)
     rows = range(len(z)) if rows is None else rows
     total = 0.0

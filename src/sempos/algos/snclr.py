@@ -4,7 +4,7 @@ Built on MoCo-v3. For each view, the momentum key k2 retrieves its K nearest ban
 online projection y1 scores them by cross-attention (softmax of cosines, no temperature) into
 positiveness weights w; the online prediction z1 is trained against the own key (target 1) and the
 neighbours (targets w) over the candidate set of every key and neighbour in the batch. Symmetric:
-L(z1; k2) + L(z2; k1). Defaults follow the official code; SCIENCE.md 2.4's switches are hyper-parameters:
+L(z1; k2) + L(z2; k1). Defaults follow the official code; docs/science.md §2.4's switches are hyper-parameters:
 loss_form, attn_proj (identity | learnable f1/f2) with attn_gamma, threshold, detach_w, scale_2tau,
 bank_scope.
 """

@@ -102,4 +102,4 @@ DIGITS = register(
     )
 )
 
-from . import transfer_sets  # noqa: E402,F401  (registers the transfer datasets of SCIENCE.md 4.4)
+from . import transfer_sets  # noqa: E402,F401  (registers the transfer datasets of docs/science.md §4.4)

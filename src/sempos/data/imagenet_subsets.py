@@ -1,4 +1,4 @@
-"""SimCLR's official ImageNet 1 % / 10 % label subsets (SCIENCE.md 4.3), verified by sha256.
+"""SimCLR's official ImageNet 1 % / 10 % label subsets (docs/science.md §4.3), verified by sha256.
 
 The lists are google-research/simclr `imagenet_subsets/1percent.txt` (12,811 lines) and `10percent.txt`
 (128,116 lines): one ImageNet-1k train file name per line, e.g. `n01440764_10026.JPEG`. The same lists are what

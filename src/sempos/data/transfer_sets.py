@@ -1,4 +1,4 @@
-"""The transfer datasets of SCIENCE.md 4.4: official files, the checksums torchvision pins, and loaders.
+"""The transfer datasets of docs/science.md §4.4: official files, the checksums torchvision pins, and loaders.
 
 Each dataset is a registry entry (sempos.data.registry) with its official URL(s) and the md5 that torchvision
 pins for every file (torchvision 0.29 unless noted), so `fetch_dataset` downloads and verifies it like any
@@ -584,7 +584,7 @@ _register("voc2007", "PASCAL VOC2007 classification (Everingham et al. 2010): 5,
 
 TRANSFER_SETS = ("cifar10", "cifar100", "stl10", "food101", "flowers102", "pets", "dtd", "caltech101", "aircraft",
                  "cars", "voc2007")
-# SCIENCE.md 4.4: the subset to run when compute is short.
+# docs/science.md §4.4: the subset to run when compute is short.
 MINIMUM_SUBSET = ("cifar10", "cifar100", "stl10", "caltech101", "flowers102", "pets", "dtd")
 
 

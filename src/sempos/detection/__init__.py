@@ -1,4 +1,4 @@
-"""Object detection transfer (SCIENCE.md 4.5: MoCo's VOC Faster R-CNN R50-C4 protocol), two backends.
+"""Object detection transfer (docs/science.md §4.5: MoCo's VOC Faster R-CNN R50-C4 protocol), two backends.
 
   scenes.py              a deterministic proxy dataset: Fashion-MNIST items pasted into small scenes
   c4.py                  torchvision Faster R-CNN in Detectron2's C4 layout around our ResNets

@@ -1,4 +1,4 @@
-"""The real thing: MoCo's VOC Faster R-CNN R50-C4 in Detectron2, its config built in code (SCIENCE.md 4.5).
+"""The real thing: MoCo's VOC Faster R-CNN R50-C4 in Detectron2, its config built in code (docs/science.md §4.5).
 
 Sources: MoCo's detection/configs/Base-RCNN-C4-BN.yaml + pascal_voc_R_50_C4_24k(_moco).yaml and its
 train_net.py (Res5ROIHeadsExtraNorm, the evaluator choice). Every value is a key of `VOC_R50_C4` that

@@ -1,6 +1,6 @@
 """Semi-supervised evaluation: fine-tune the WHOLE network (backbone + a new linear head) on a labelled subset.
 
-Two recipes (SCIENCE.md 4.3), chosen by name:
+Two recipes (docs/science.md §4.3), chosen by name:
 
   simclr     SimCLR / BYOL (Chen et al. 2020, appendix B.5): Nesterov SGD (momentum 0.9), random resized crop +
              horizontal flip only, no weight decay, cosine decay per step without warm-up; about 60 epochs for

@@ -1,4 +1,4 @@
-"""Transfer-suite metrics beyond top-1 (SCIENCE.md 4.4): PASCAL VOC2007 11-point mAP, and one dispatcher.
+"""Transfer-suite metrics beyond top-1 (docs/science.md §4.4): PASCAL VOC2007 11-point mAP, and one dispatcher.
 
 Which metric a dataset reports is data: `DatasetSpec.extras["metric"]` (sempos.data.transfer_sets), one of
 METRICS. All values are percentages, like the rest of the suite's accuracies.

@@ -1,4 +1,4 @@
-"""SePP-ID's Semantic Sampler (SCIENCE.md 1.2, stage 1): embed the original images, exact cosine kNN,
+"""SePP-ID's Semantic Sampler (docs/science.md §1.2, stage 1): embed the original images, exact cosine kNN,
 filters, diagnostics, and the SPPS pair file.
 
 Labels are read only to report precision; they never influence which pairs are kept.
@@ -27,7 +27,7 @@ EMB_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """The sampler's settings; SCIENCE.md's defaults (K 5, theta off, near-duplicates cos > 0.99)."""
+    """The sampler's settings; docs/science.md's defaults (K 5, theta off, near-duplicates cos > 0.99)."""
 
     k: int = 5                          # neighbours per image that may form a pair
     threshold: float | None = None      # keep (i, j) only if cos >= threshold; None = off
@@ -69,7 +69,7 @@ class SamplerConfig:
         """From a method's `positives` entry, which also carries source/from/mix/... for other stages.
 
         Keys that are not sampler settings are ignored here (the params schema rejects typos).
-        `mutual_knn_only` (SCIENCE.md's name) is accepted as an alias of `mutual`.
+        `mutual_knn_only` (docs/science.md's name) is accepted as an alias of `mutual`.
         """
         cfg = dict(cfg or {})
         if "mutual_knn_only" in cfg:

@@ -3,7 +3,7 @@
 Augmented pairs are (i, i): the two views differ only by augmentation. Extra pairs (i, j) come from a
 positive source (mined, oracle, random, or a study set); `add` trains on both lists shuffled together
 (SePP-ID variant P), `replace` on the extra pairs alone (the semantic-pair dataset study).
-`equal_steps` keeps the host's step count (SCIENCE.md 1.2, compute parity): each epoch draws exactly
+`equal_steps` keeps the host's step count (docs/science.md §1.2, compute parity): each epoch draws exactly
 len(base_idx) pairs from the combined list, without replacement while the list is long enough.
 An epoch-dependent source (the study's A2 sampler: anything with __len__ and for_epoch(seed, epoch))
 supplies a fresh pair list every epoch, appended to the fixed extra pairs.

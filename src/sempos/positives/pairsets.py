@@ -3,7 +3,7 @@
 All pairs are [N, 2] int64 tensors of dataset image ids; every builder is a pure function of its seed.
   oracle  random same-label pairs: the SePP-ID ablation "oracle SPPS" (labels *are* used, on purpose)
   random  random pairs (the false-pair control)
-  S       curated semantic pairs (SCIENCE.md 3.2): same class, distinct images, each image in at most one
+  S       curated semantic pairs (docs/science.md §3.2): same class, distinct images, each image in at most one
           pair, near-duplicates rejected under a fixed feature extractor when features are given
   A       augmented pairs (x_a, x_a) over the first image of each S pair: same classes, same count, N images
   A2      augmented pairs drawn each epoch from the same 2N images S uses (separates image diversity
@@ -128,7 +128,7 @@ def build_S(labels, pool, pairs_per_class: int, seed: int, features: torch.Tenso
             dup_threshold: float | None = 0.95, *, classes=None) -> torch.Tensor:
     """Same-class, image-disjoint pairs, `pairs_per_class` per class, near-duplicates rejected.
 
-    `classes` restricts the set to a class subset (SCIENCE.md's K_c); by default every class of the pool.
+    `classes` restricts the set to a class subset (docs/science.md's K_c); by default every class of the pool.
     `features` [num_images, D], indexed by dataset id, come from a fixed extractor (normalised here);
     a candidate partner whose cosine with the anchor exceeds dup_threshold (None: no cut) is skipped and stays
     available to later anchors; an anchor that is a near-duplicate of every remaining image is left unpaired.

@@ -20,7 +20,7 @@ SMALL_SCALE = {
 }
 SMALL_SCALE_COLUMNS = ("C10 kNN", "C10 linear", "C100 kNN", "C100 linear", "TinyIN kNN", "TinyIN linear")
 
-# Headline claims from the abstracts (SCIENCE.md 1.1): ImageNet linear top-1 gains, 800 epochs.
+# Headline claims from the abstracts (docs/science.md §1.1): ImageNet linear top-1 gains, 800 epochs.
 HEADLINES = [
     {"paper": "SePP-ID v1 (arXiv 2306.16122v1)", "host": "SimCLR", "batch": 1024, "epochs": 800,
      "metric": "ImageNet linear top-1 gain", "value": 4.18},

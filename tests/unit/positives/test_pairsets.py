@@ -246,7 +246,7 @@ def test_pair_source_rejects_bad_input():
 # ---------------------------------------------------------------- variant M and partner masking
 
 def variant_m_reference(q, keys, queue, pos_mask, tau, queue_mask=None, batch_negatives=False):
-    """SCIENCE.md 1.2 variant M written as a loop over anchors and positives."""
+    """docs/science.md §1.2 variant M written as a loop over anchors and positives."""
     q, keys = F.normalize(q.double(), dim=1), F.normalize(keys.double(), dim=1)
     queue = queue.double()
     total = 0.0
