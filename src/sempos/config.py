@@ -49,40 +49,61 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(parts) if parts else "(top level)"
 
 
+def _algo_key_error(err: jsonschema.ValidationError, params: Mapping) -> str | None:
+    """The schema's per-algo key lists fail as `'x' is not one of [...]`; say it as the user thinks of it."""
+    path = list(err.absolute_path)
+    if not (err.validator == "enum" and "propertyNames" in err.absolute_schema_path and len(path) == 2
+            and path[0] == "methods"):
+        return None
+    algo = params["methods"][path[1]].get("algo")
+    takes = sorted(set(err.validator_value) - COMMON_METHOD_KEYS)
+    return (f"  methods.{path[1]}: {err.instance!r} is not a parameter of algo '{algo}' "
+            f"(it takes: {takes}, plus {sorted(COMMON_METHOD_KEYS)})")
+
+
+# Keys every method entry may carry whatever its algo (overrides of the shared sections).
+COMMON_METHOD_KEYS = frozenset({"algo", "pretrain", "augment", "positives"})
+MINED_SOURCES = ("mined", "study_m")
+# Variant M (the multi-positive loss over in-batch partners) is implemented for these algorithms only.
+VARIANT_M_ALGOS = ("simclr", "mocov2")
+
+
 def validate(params: Mapping, source: str = "params") -> None:
-    """Check params against the schema; the error names the offending key and the rule it breaks."""
+    """Check params against the schema; the error names the offending key and the rule it breaks.
+
+    Needs no algorithm code: the schema lists each algo's keys, so a stage that trains nothing (download,
+    prepare, evaluation) does not import, and does not depend on, every algorithm.
+    """
     validator = jsonschema.Draft202012Validator(load_schema())
     errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
     if errors:
         lines = []
         for err in errors[:10]:
-            msg = err.message
-            if err.validator == "additionalProperties":
-                msg = f"unknown key: {msg} (check the spelling against {SCHEMA_PATH.name})"
-            lines.append(f"  {_key_path(err)}: {msg}")
+            lines.append(_algo_key_error(err, params) or f"  {_key_path(err)}: {_plain_message(err)}")
         raise ConfigError(f"invalid {source}:\n" + "\n".join(lines))
     _semantic_checks(params, source)
 
 
-def _semantic_checks(params: Mapping, source: str) -> None:
-    from .algos import registry  # late: algos import torch
+def _plain_message(err: jsonschema.ValidationError) -> str:
+    if err.validator == "additionalProperties":
+        return f"unknown key: {err.message} (check the spelling against {SCHEMA_PATH.name})"
+    return err.message
 
+
+def _semantic_checks(params: Mapping, source: str) -> None:
+    """Names that must refer to something else in params (the schema cannot check cross-references)."""
     methods = params["methods"]
-    for name, entry in methods.items():
-        algo_cls = registry.get(entry["algo"])
-        allowed = set(algo_cls.HPARAMS) | registry.COMMON_METHOD_KEYS
-        extra = sorted(set(entry) - allowed)
-        if extra:
-            raise ConfigError(
-                f"invalid {source}: methods.{name}: {extra} are not parameters of algo "
-                f"'{entry['algo']}' (it takes: {sorted(algo_cls.HPARAMS)})"
-            )
     baseline = params.get("report", {}).get("baseline")
     if baseline and baseline not in methods:
         raise ConfigError(
             f"invalid {source}: report.baseline '{baseline}' is not a method; choose one of {sorted(methods)}"
         )
-    registry.check_method_graph(methods, source)
+    check_method_graph(methods, source)
+    detection = params.get("eval", {}).get("detection") or {}
+    unknown = [m for m in detection.get("methods") or [] if m not in methods]
+    if unknown:
+        raise ConfigError(f"invalid {source}: eval.detection.methods {unknown} are not methods; choose from "
+                          f"{sorted(methods)} (an empty list detects every method)")
     semi = params.get("eval", {}).get("semisup")
     if semi:
         have = {float(f) for f in params["data"].get("semi_fractions", [])}
@@ -90,6 +111,31 @@ def _semantic_checks(params: Mapping, source: str) -> None:
         if missing:
             raise ConfigError(f"invalid {source}: eval.semisup.fractions {missing} are not in data.semi_fractions "
                               f"{sorted(have)}; add them there so prepare writes those label subsets")
+
+
+def check_method_graph(methods: Mapping, source: str) -> None:
+    """Cross-method references: a mined source names an existing method that trains on augmented pairs."""
+    for name, entry in methods.items():
+        pos = entry.get("positives") or {}
+        src = pos.get("source", "augment")
+        if src in MINED_SOURCES:
+            frm = pos.get("from")
+            if frm is None:
+                raise ConfigError(f"invalid {source}: methods.{name}.positives.from is required for source {src} "
+                                  f"(the method whose pretrained backbone mines the pairs)")
+            if frm not in methods:
+                raise ConfigError(f"invalid {source}: methods.{name}.positives.from '{frm}' is not a method; "
+                                  f"choose one of {sorted(methods)}")
+            if (methods[frm].get("positives") or {}).get("source", "augment") != "augment":
+                raise ConfigError(f"invalid {source}: methods.{name}.positives.from '{frm}' must train on "
+                                  f"augmented pairs (its own positives would make the DAG circular)")
+        elif "from" in pos:
+            raise ConfigError(f"invalid {source}: methods.{name}.positives.from only applies to mined sources")
+        if pos.get("variant") == "M" and src in ("augment", "study_s", "study_a", "study_a2", "study_m"):
+            raise ConfigError(f"invalid {source}: methods.{name}.positives.variant M needs mined, oracle or random pairs")
+        if pos.get("variant") == "M" and entry["algo"] not in VARIANT_M_ALGOS:
+            raise ConfigError(f"invalid {source}: methods.{name}: variant M is implemented for "
+                              f"{' and '.join(VARIANT_M_ALGOS)}")
 
 
 def load_params(path: str | Path = "params.yaml", overlays: Iterable[str | Path] = ()) -> dict:

@@ -19,3 +19,7 @@ class ChecksumError(DatasetError):
 
 class NonFiniteLossError(SemposError):
     pass
+
+
+class InputError(SemposError):
+    """A stage's input is missing, corrupt, or was made with other settings than the params in use."""

@@ -1,16 +1,26 @@
-"""The stage table: the one description of the DAG that Snakemake rules and dvc.yaml both come from.
+"""The stage table: the one description of the DAG that Snakemake rules, dvc.yaml, sempos.runner and the
+stages themselves all read.
 
-Each stage names its wildcards, the files it reads and writes, the params sections it depends on and the
-command that runs it (`python -m sempos.stages.<name> --params FILE --<wildcard> VALUE ...`).
-`python -m sempos.pipeline dvc [--params FILE]` prints the dvc.yaml for a params file;
-tests/workflow/test_dvc_sync.py fails when the committed dvc.yaml drifts from it.
+Each stage names its wildcards, its inputs and outputs (named paths), the params keys it reads (recorded by
+value), the instances a params dict asks for, and the modules a job imports by computed name. From that:
+  * every job's paths: a stage module gets them as `job.inputs[...]` / `job.outputs[...]` (`job(...)`);
+  * its code deps: the static import closure of `sempos.stages.<name>` (sempos.codedeps);
+  * its record (`<first output>.record.json`: settings, input and output digests; sempos.provenance)
+    and its log (logs/<stage>/<wildcards>.log);
+  * dvc.yaml (`python -m sempos.pipeline dvc [--configfile X] -o dvc.yaml`) and the .smk rules
+    (`python -m sempos.pipeline smk`); tests/workflow/test_dvc_sync.py fails when the committed ones drift.
+
+To add a stage: a Stage entry below, a module src/sempos/stages/<name>.py whose body reads its paths from
+`job`, its name in RULE_FILES, then `make dvc-yaml`.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 from typing import Callable, Mapping
@@ -18,6 +28,7 @@ from typing import Callable, Mapping
 import yaml
 
 Wc = Mapping[str, str]
+Paths = dict[str, "str | list[str]"]
 
 RAW = "data/raw/{ds}/"  # a directory: every verified raw file plus MANIFEST.json
 PREPARED = "data/prepared/{ds}.pt"
@@ -34,8 +45,10 @@ TRANSFER = "results/transfer/{target}/{ds}/{method}/seed{seed}/metrics.json"
 SEMISUP = "results/semisup/{ds}/{method}/seed{seed}/frac{frac}/metrics.json"
 DETECT = "results/detect/{ds}/{method}/seed{seed}/metrics.json"
 REPORT = "results/report.md"
+METRICS = "results/metrics.json"  # the report's method x metric summary: DVC's metrics file
 TABLES = "results/tables/"
 PLOTS = "results/plots/"
+RECORD_SUFFIX = ".record.json"
 
 WILDCARD_PATTERNS = {"ds": "[a-z0-9_]+", "method": "[a-z][a-z0-9_]*", "seed": "[0-9]+",
                      "target": "[a-z0-9_]+", "frac": "[0-9]+(\\.[0-9]+)?"}
@@ -45,27 +58,100 @@ def fill(pattern: str, wc: Wc) -> str:
     return pattern.format(**wc).rstrip("/")
 
 
+def _no_modules(p: dict, wc: Wc) -> list[str]:
+    return []
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
     wildcards: tuple[str, ...]
-    outputs: tuple[str, ...]
-    inputs: Callable[[dict, Wc], list[str]]
-    params: Callable[[dict, Wc], list[str]]
+    outputs: Mapping[str, str]  # name -> path template; a trailing "/" marks a directory
+    inputs: Callable[[dict, Wc], Paths]  # name -> path (or list of paths)
+    params: Callable[[dict, Wc], list[str]]  # dotted params keys the job reads; recorded by value
     instances: Callable[[dict], list[dict]]
-    code: tuple[str, ...] = ()
+    modules: Callable[[dict, Wc], list[str]] = _no_modules  # imported by computed name (see codedeps)
     heavy: bool = False  # uses runtime.threads cores (and a GPU when there is one)
-    extra_outputs: tuple[str, ...] = field(default=())
+    metrics: tuple[str, ...] = ()  # names of outputs that dvc.yaml lists as metrics
+
+    @property
+    def module(self) -> str:
+        return f"sempos.stages.{self.name}"
+
+    @property
+    def record(self) -> str:
+        """Template of the job's record: its first output with the suffix .record.json."""
+        first = next(iter(self.outputs.values()))
+        base = Path(first.rstrip("/"))
+        stem = base if first.endswith("/") else base.with_suffix("")
+        return f"{stem}{RECORD_SUFFIX}"
+
+    @property
+    def log(self) -> str:
+        return f"logs/{self.name}/{_job_id(self.wildcards, {k: '{%s}' % k for k in self.wildcards}) or self.name}.log"
 
     def command(self, params_file: str, wc: Wc, python: str = "python", gpus: int | str | None = None) -> str:
         """The job's command line; with `gpus`, wrapped by sempos.launch (own devices, torchrun when > 1)."""
         args = "".join(f" --{k} {wc[k]}" for k in self.wildcards)
-        cmd = f"{python} -m sempos.stages.{self.name} --params {params_file}{args}"
+        cmd = f"{python} -m {self.module} --params {params_file}{args}"
         return f"{python} -m sempos.launch --gpus {gpus} -- {cmd}" if gpus else cmd
 
     def gpus(self, p: dict) -> int:
         """GPUs one job of this stage asks for: runtime.gpus_per_job for heavy stages, else none."""
         return int(p["runtime"].get("gpus_per_job", 0)) if self.heavy else 0
+
+
+def _job_id(wildcards, wc: Wc) -> str:
+    return "-".join(f"seed{wc[k]}" if k == "seed" else str(wc[k]) for k in wildcards)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One instance of a stage: its wildcards and every path it reads and writes."""
+
+    stage: Stage
+    wc: dict
+    inputs: Paths
+    outputs: dict[str, str]
+    record: str
+    log: str
+
+    @property
+    def name(self) -> str:
+        return instance_name(self.stage, self.wc)
+
+    def input_files(self) -> list[str]:
+        return [f for v in self.inputs.values() for f in ([v] if isinstance(v, str) else v)]
+
+    def output_files(self) -> list[str]:
+        return list(self.outputs.values())
+
+    def settings(self, p: dict) -> dict:
+        """The values of the params keys the job reads: what Snakemake and its record store."""
+        return {k: section(p, k) for k in self.stage.params(p, self.wc)}
+
+
+def job(stage: Stage | str, p: dict, wc: Wc) -> Job:
+    stage = STAGES[stage] if isinstance(stage, str) else stage
+    wc = {k: str(wc[k]) for k in stage.wildcards}
+    return Job(stage, wc, dict(stage.inputs(p, wc)), {n: fill(t, wc) for n, t in stage.outputs.items()},
+               fill(stage.record, wc), fill(stage.log, wc))
+
+
+def all_jobs(p: dict) -> list[Job]:
+    return [job(s, p, wc) for s in STAGES.values() for wc in s.instances(p)]
+
+
+def producers(p: dict) -> dict[str, Job]:
+    """Output path -> the job that writes it, for every job of these params."""
+    return {out: j for j in all_jobs(p) for out in j.output_files()}
+
+
+def section(p: Mapping, dotted: str):
+    node = p
+    for part in dotted.split("."):
+        node = node[part]
+    return node
 
 
 # --- which instances exist under a params dict ----------------------------------------------------
@@ -122,109 +208,137 @@ def mined_runs(p: dict) -> list[dict]:
     return [r for r in runs(p) if is_mined(p, r["method"])]
 
 
-def _pretrain_inputs(p: dict, wc: Wc) -> list[str]:
-    return [fill(PREPARED, wc)] + ([fill(PAIRS, wc)] if is_mined(p, wc["method"]) else [])
+def _pretrain_inputs(p: dict, wc: Wc) -> Paths:
+    pairs = {"pairs": fill(PAIRS, wc)} if is_mined(p, wc["method"]) else {}
+    return {"prepared": fill(PREPARED, wc), **pairs}
 
 
-def _mine_inputs(p: dict, wc: Wc) -> list[str]:
+def _mine_inputs(p: dict, wc: Wc) -> Paths:
     sampler = positives_of(p, wc["method"])["from"]
-    return [fill(BACKBONE, {**wc, "method": sampler}), fill(PREPARED, wc)]
+    return {"backbone": fill(BACKBONE, {**wc, "method": sampler}), "prepared": fill(PREPARED, wc)}
 
 
-def _pretrain_params(p: dict, wc: Wc) -> list[str]:
-    return ["backbone", "pretrain", "augment", f"methods.{wc['method']}"]
+def _keys_except(p: dict, dotted: str, *skip: str) -> list[str]:
+    """The keys of a section one by one, minus those that only choose which jobs exist."""
+    return [f"{dotted}.{k}" for k in section(p, dotted) if k not in skip]
 
 
-def _report_inputs(p: dict, wc: Wc) -> list[str]:
-    out = []
-    for r in runs(p):
-        out += [fill(HISTORY, r), fill(POSITIVES, r), fill(KNN, r), fill(LINEAR, r)]
-        if is_mined(p, r["method"]):
-            out.append(fill(PAIRS_DIAG, r))
-        out += [fill(TRANSFER, {**r, "target": t}) for t in transfer_targets(p)]
-        out += [fill(SEMISUP, {**r, "frac": _frac(f)}) for f in p["eval"]["semisup"]["fractions"]]
-    out += [fill(DETECT, r) for r in detect_runs(p)]
-    return out
+def _report_inputs(p: dict, wc: Wc) -> Paths:
+    """Exactly the outputs of the current DAG that the report reads (no glob: stale files never leak in)."""
+    rs = runs(p)
+    return {
+        "history": [fill(HISTORY, r) for r in rs],  # in runs(p) order
+        "positives": [fill(POSITIVES, r) for r in rs],
+        "knn": [fill(KNN, r) for r in rs],
+        "linear": [fill(LINEAR, r) for r in rs],
+        "transfer": [fill(TRANSFER, {**r, "target": t}) for r in rs for t in transfer_targets(p)],
+        "semisup": [fill(SEMISUP, r) for r in semisup_runs(p)],
+        "detect": [fill(DETECT, r) for r in detect_runs(p)],
+        "pairs": [fill(PAIRS_DIAG, r) for r in mined_runs(p)],
+    }
+
+
+def _features(wc: Wc, target: str) -> str:
+    return fill(FEATURES, {**wc, "target": target})
 
 
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in [
         Stage(
-            name="download", wildcards=("ds",), outputs=(RAW,),
-            inputs=lambda p, wc: [], params=lambda p, wc: [],
+            name="download", wildcards=("ds",), outputs={"raw": RAW},
+            inputs=lambda p, wc: {}, params=lambda p, wc: [],
             instances=lambda p: [{"ds": d} for d in needed_datasets(p)],
-            code=("src/sempos/data",),
         ),
         Stage(
-            name="prepare", wildcards=("ds",), outputs=(PREPARED,),
-            inputs=lambda p, wc: [fill(RAW, wc)],
+            name="prepare", wildcards=("ds",), outputs={"prepared": PREPARED},
+            inputs=lambda p, wc: {"raw": fill(RAW, wc)},
             params=lambda p, wc: ["data"] if wc["ds"] == pretrain_ds(p) else [],
             instances=lambda p: [{"ds": d} for d in needed_datasets(p)],
-            code=("src/sempos/data",),
         ),
         Stage(
-            name="mine", wildcards=("ds", "method", "seed"), outputs=(PAIRS, PAIRS_DIAG),
+            name="mine", wildcards=("ds", "method", "seed"), outputs={"pairs": PAIRS, "diagnostics": PAIRS_DIAG},
             inputs=_mine_inputs, params=lambda p, wc: [f"methods.{wc['method']}.positives"],
-            instances=mined_runs, code=("src/sempos/mining",), heavy=True,
+            instances=mined_runs, heavy=True,
         ),
         Stage(
-            name="pretrain", wildcards=("ds", "method", "seed"), outputs=(BACKBONE, HISTORY, POSITIVES),
+            name="pretrain", wildcards=("ds", "method", "seed"),
+            outputs={"backbone": BACKBONE, "history": HISTORY, "positives": POSITIVES},
             inputs=_pretrain_inputs,
-            params=_pretrain_params, instances=runs,
-            code=("src/sempos/train", "src/sempos/algos", "src/sempos/models", "src/sempos/augment.py",
-                  "src/sempos/losses.py"),
+            params=lambda p, wc: ["backbone", "pretrain", "augment", f"methods.{wc['method']}"], instances=runs,
+            # The trainer imports the method's algorithm by name (sempos.algos.registry).
+            modules=lambda p, wc: [f"sempos.algos.{p['methods'][wc['method']]['algo']}"],
             heavy=True,
         ),
         Stage(
-            name="embed", wildcards=("ds", "method", "seed", "target"), outputs=(FEATURES,),
-            inputs=lambda p, wc: [fill(BACKBONE, wc), fill(PREPARED, {"ds": wc["target"]})],
+            name="embed", wildcards=("ds", "method", "seed", "target"), outputs={"features": FEATURES},
+            inputs=lambda p, wc: {"backbone": fill(BACKBONE, wc), "prepared": fill(PREPARED, {"ds": wc["target"]})},
             params=lambda p, wc: [],
             instances=lambda p: [{**r, "target": t} for r in runs(p) for t in feature_targets(p)],
-            code=("src/sempos/eval/features.py",),
             heavy=True,
         ),
         Stage(
-            name="knn", wildcards=("ds", "method", "seed"), outputs=(KNN,),
-            inputs=lambda p, wc: [fill(FEATURES, {**wc, "target": wc["ds"]})],
+            name="knn", wildcards=("ds", "method", "seed"), outputs={"metrics": KNN},
+            inputs=lambda p, wc: {"features": _features(wc, wc["ds"])},
             params=lambda p, wc: ["eval.knn"], instances=runs,
-            code=("src/sempos/eval/knn.py",),
         ),
         Stage(
-            name="linear", wildcards=("ds", "method", "seed"), outputs=(LINEAR,),
-            inputs=lambda p, wc: [fill(FEATURES, {**wc, "target": wc["ds"]})],
+            name="linear", wildcards=("ds", "method", "seed"), outputs={"metrics": LINEAR},
+            inputs=lambda p, wc: {"features": _features(wc, wc["ds"])},
             params=lambda p, wc: ["eval.linear"], instances=runs,
-            code=("src/sempos/eval/linear.py",),
             heavy=True,
         ),
         Stage(
-            name="transfer", wildcards=("ds", "method", "seed", "target"), outputs=(TRANSFER,),
-            inputs=lambda p, wc: [fill(FEATURES, {**wc, "target": dataset_of_target(wc["target"])})],
-            params=lambda p, wc: ["eval.transfer"],
+            name="transfer", wildcards=("ds", "method", "seed", "target"), outputs={"metrics": TRANSFER},
+            inputs=lambda p, wc: {"features": _features(wc, dataset_of_target(wc["target"]))},
+            params=lambda p, wc: _keys_except(p, "eval.transfer", "targets"),
             instances=lambda p: [{**r, "target": t} for r in runs(p) for t in transfer_targets(p)],
-            code=("src/sempos/eval/transfer.py",),
         ),
         Stage(
-            name="semisup", wildcards=("ds", "method", "seed", "frac"), outputs=(SEMISUP,),
-            inputs=lambda p, wc: [fill(BACKBONE, wc), fill(PREPARED, wc)],
-            params=lambda p, wc: ["eval.semisup"], instances=semisup_runs,
-            code=("src/sempos/eval/finetune.py",), heavy=True,
+            name="semisup", wildcards=("ds", "method", "seed", "frac"), outputs={"metrics": SEMISUP},
+            inputs=lambda p, wc: {"backbone": fill(BACKBONE, wc), "prepared": fill(PREPARED, wc)},
+            params=lambda p, wc: _keys_except(p, "eval.semisup", "fractions"), instances=semisup_runs,
+            heavy=True,
         ),
         Stage(
-            name="detect", wildcards=("ds", "method", "seed"), outputs=(DETECT,),
-            inputs=lambda p, wc: [fill(BACKBONE, wc), fill(PREPARED, wc)],
-            params=lambda p, wc: ["eval.detection"], instances=detect_runs,
-            code=("src/sempos/detection",), heavy=True,
+            name="detect", wildcards=("ds", "method", "seed"), outputs={"metrics": DETECT},
+            inputs=lambda p, wc: {"backbone": fill(BACKBONE, wc), "prepared": fill(PREPARED, wc)},
+            params=lambda p, wc: _keys_except(p, "eval.detection", "methods"), instances=detect_runs,
+            heavy=True,
         ),
         Stage(
-            name="report", wildcards=(), outputs=(REPORT, TABLES, PLOTS),
-            inputs=_report_inputs, params=lambda p, wc: ["report"],
-            instances=lambda p: [{}],
-            code=("src/sempos/report",),
+            name="report", wildcards=(),
+            outputs={"report": REPORT, "metrics": METRICS, "tables": TABLES, "plots": PLOTS},
+            inputs=_report_inputs,
+            # The report's text names the methods, seeds and the settings of the run.
+            params=lambda p, wc: ["report", "methods", "seeds", "data", "backbone", "pretrain", "eval"],
+            instances=lambda p: [{}], metrics=("metrics",),
         ),
     ]
 }
 
+
+# --- code deps: what each job's command imports ----------------------------------------------------
+
+def job_modules(stage: Stage, p: dict, wc: Wc, launched: bool = False) -> tuple[str, ...]:
+    extra = tuple(stage.modules(p, wc)) + (("sempos.launch",) if launched and stage.gpus(p) else ())
+    return (stage.module,) + extra
+
+
+def code_files(stage: Stage, p: dict, wc: Wc, launched: bool = False) -> list[str]:
+    from .codedeps import code_files as closure_files
+
+    return closure_files(job_modules(stage, p, wc, launched))
+
+
+@functools.lru_cache(maxsize=None)
+def _code_digests(modules: tuple[str, ...]) -> dict[str, str]:
+    from .codedeps import code_digests
+
+    return code_digests(modules)
+
+
+# --- rendering: Snakemake rule files and dvc.yaml ------------------------------------------------------
 
 # Which .smk file holds which stages' rules (python -m sempos.pipeline smk writes them).
 RULE_FILES = {"data": ("download", "prepare"), "pretrain": ("pretrain", "mine"),
@@ -232,12 +346,14 @@ RULE_FILES = {"data": ("download", "prepare"), "pretrain": ("pretrain", "mine"),
 RULE_TEMPLATE = """
 rule {name}:
     input:
-        SMK.input("{name}"),
+        unpack(SMK.input("{name}")),
     output:
-        SMK.output("{name}"),
+        **SMK.output("{name}"),
+    log:
+        SMK.log("{name}"),
     params:
-        file=SMK.params_file,
         sections=SMK.sections("{name}"),
+        code=SMK.code("{name}"),
     threads: SMK.threads("{name}")
     resources:
         gpu=SMK.gpus("{name}"),
@@ -256,35 +372,57 @@ def render_smk() -> dict[str, str]:
 
 
 def final_targets(p: dict) -> list[str]:
-    return [fill(o, {}) for o in STAGES["report"].outputs]
+    return [fill(o, {}) for o in STAGES["report"].outputs.values()]
 
 
 def instance_name(stage: Stage, wc: Wc) -> str:
-    parts = [stage.name] + [f"seed{wc[k]}" if k == "seed" else wc[k] for k in stage.wildcards]
-    return "-".join(parts)
+    return "-".join([stage.name] + ([_job_id(stage.wildcards, wc)] if stage.wildcards else []))
+
+
+def dvc_plots(p: dict) -> list[dict]:
+    """Top-level plots: every method's online kNN curve, so `dvc plots diff` overlays methods and revisions."""
+    curves = {fill(HISTORY, r): "knn_top1" for r in runs(p)}
+    return [{"knn_vs_epoch": {"x": "epoch", "y": curves, "title": "online kNN monitor (top-1 %) per epoch",
+                              "x_label": "epoch", "y_label": "kNN top-1 (%)"}}]
 
 
 def dvc_yaml(p: dict, params_file: str = "params.yaml") -> dict:
     stages = {}
-    for stage in STAGES.values():
-        for wc in stage.instances(p):
-            entry: dict = {"cmd": stage.command(params_file, wc)}
-            deps = stage.inputs(p, wc) + list(stage.code)
-            if deps:
-                entry["deps"] = deps
-            keys = stage.params(p, wc)
-            if keys:
-                entry["params"] = keys if params_file == "params.yaml" else [{params_file: keys}]
-            entry["outs"] = [fill(o, wc).rstrip("/") for o in stage.outputs]
-            stages[instance_name(stage, wc)] = entry
-    return {"stages": stages}
+    for j in all_jobs(p):
+        entry: dict = {"cmd": j.stage.command(params_file, j.wc)}
+        deps = j.input_files() + code_files(j.stage, p, j.wc)
+        if deps:
+            entry["deps"] = deps
+        keys = j.stage.params(p, j.wc)
+        if keys:
+            entry["params"] = keys if params_file == "params.yaml" else [{params_file: keys}]
+        entry["outs"] = [o for n, o in j.outputs.items() if n not in j.stage.metrics] + [j.record]
+        if j.stage.metrics:
+            entry["metrics"] = [j.outputs[n] for n in j.stage.metrics]
+        stages[j.name] = entry
+    return {"stages": stages, "plots": dvc_plots(p)}
 
 
-DVC_HEADER = "# GENERATED by `python -m sempos.pipeline dvc > dvc.yaml` from the stage table; do not edit.\n"
+DVC_HEADER = ("# GENERATED by `python -m sempos.pipeline dvc -o dvc.yaml` from the stage table (for an overlay: "
+              "add --configfile X); do not edit.\n")
 
 
 def render_dvc(p: dict, params_file: str = "params.yaml") -> str:
     return DVC_HEADER + yaml.safe_dump(dvc_yaml(p, params_file), sort_keys=False, width=120)
+
+
+def merged_params_name(overlays: list[str]) -> str:
+    """params.<overlay stems>.yaml: the file dvc.yaml's stages read when generated for overlays."""
+    return "params." + "+".join(Path(o).stem for o in overlays) + ".yaml"
+
+
+def write_merged_params(p: dict, path: Path, sources: list[str]) -> None:
+    from .io import save_text
+
+    header = (f"# GENERATED by `python -m sempos.pipeline dvc` from {' + '.join(sources)}: the params that "
+              f"dvc.yaml's stages read.\n# Vary it with `dvc exp run -S {path.name}:KEY=VALUE`; edit the sources "
+              f"and regenerate for lasting changes.\n")
+    save_text(header + yaml.safe_dump(p, sort_keys=False), path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("what", choices=["dvc", "smk", "stages"])
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--configfile", action="append", default=[], help="overlay(s) merged on top")
+    ap.add_argument("--params-out", help="dvc with overlays: where to write the merged params "
+                                         "(default: params.<overlay>.yaml beside the output)")
     ap.add_argument("-o", "--output", help="write here instead of stdout")
     args = ap.parse_args(argv)
     if args.what == "smk":
@@ -303,9 +443,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     p = load_params(args.params, args.configfile)
     if args.what == "dvc":
-        text = render_dvc(p, args.params)
+        params_file = args.params
+        if args.configfile:
+            # The stages must read exactly these merged settings, from a file that DVC tracks by value.
+            out_dir = Path(args.output).parent if args.output else Path(".")
+            target = Path(args.params_out) if args.params_out else out_dir / merged_params_name(args.configfile)
+            write_merged_params(p, target, [args.params, *args.configfile])
+            params_file = str(target)
+            print(f"wrote {target} (params + {', '.join(args.configfile)})", file=sys.stderr)
+        text = render_dvc(p, params_file)
     else:
-        text = "\n".join(f"{instance_name(s, wc)}" for s in STAGES.values() for wc in s.instances(p)) + "\n"
+        text = "\n".join(j.name for j in all_jobs(p)) + "\n"
     if args.output:
         Path(args.output).write_text(text)
     else:
@@ -313,41 +461,44 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 # --- Snakemake view of the same table ------------------------------------------------------------
 
-def _section(p: dict, dotted: str):
-    node = p
-    for part in dotted.split("."):
-        node = node[part]
-    return node
-
-
 class SnakemakeView:
-    """Input/output/params/shell directives of a rule, derived from the stage table."""
+    """Input/output/log/params/shell directives of a rule, derived from the stage table.
+
+    Rules record what decides a job's result by value: the params keys it reads (`sections`) and the
+    digests of the source files its command imports (`code`), so Snakemake reruns a job when either
+    changes. The params file's path is not recorded: the shell template names it as {SMK.params_file},
+    which Snakemake formats at run time, so the same settings from another file rerun nothing.
+    """
 
     def __init__(self, config: dict, params_file: str) -> None:
         self.config, self.params_file = config, params_file
+        self.python = sys.executable
 
     def input(self, name: str):
         stage = STAGES[name]
         return lambda wc: stage.inputs(self.config, dict(wc.items()))
 
-    def output(self, name: str) -> list:
+    def output(self, name: str) -> dict:
         from snakemake.io import directory
 
-        return [directory(o.rstrip("/")) if o.endswith("/") else o for o in STAGES[name].outputs]
+        stage = STAGES[name]
+        outs = {n: directory(o.rstrip("/")) if o.endswith("/") else o for n, o in stage.outputs.items()}
+        return {**outs, "record": stage.record}
+
+    def log(self, name: str) -> str:
+        return STAGES[name].log
 
     def sections(self, name: str):
-        """The params sections a stage reads, as JSON: Snakemake reruns the job when they change."""
-        import json
-
+        """The values of the params keys a job reads, as JSON: Snakemake reruns the job when they change."""
         stage = STAGES[name]
-        return lambda wc: json.dumps({k: _section(self.config, k) for k in stage.params(self.config, dict(wc.items()))},
-                                     sort_keys=True)
+        return lambda wc: json.dumps(job(stage, self.config, dict(wc.items())).settings(self.config), sort_keys=True)
+
+    def code(self, name: str):
+        """{source file: sha256 prefix} of the job's import closure: Snakemake reruns the job when one changes."""
+        stage = STAGES[name]
+        return lambda wc: _code_digests(job_modules(stage, self.config, dict(wc.items()), launched=True))
 
     def threads(self, name: str) -> int:
         return int(self.config["runtime"]["threads"]) if STAGES[name].heavy else 1
@@ -356,14 +507,12 @@ class SnakemakeView:
         return STAGES[name].gpus(self.config)
 
     def shell(self, name: str) -> str:
-        import shlex
-        import sys
-
         stage = STAGES[name]
         # dvc.yaml's command, run by the interpreter running Snakemake, so `.venv/bin/snakemake` works without
-        # an activated venv (a bare `python` would be the system one, without sempos).
-        return stage.command("{params.file}", {k: "{wildcards.%s}" % k for k in stage.wildcards},
-                             python=shlex.quote(sys.executable), gpus="{resources.gpu}" if self.gpus(name) else None)
+        # an activated venv (a bare `python` would be the system one, without sempos). Interpreter and params
+        # file are formatted at run time ({SMK.*}), so neither is part of the rule's recorded code.
+        return stage.command("{SMK.params_file}", {k: "{wildcards.%s}" % k for k in stage.wildcards},
+                             python="{SMK.python:q}", gpus="{resources.gpu}" if self.gpus(name) else None)
 
 
 def snakemake_params_file(config: dict, default: str = "params.yaml") -> str:
@@ -378,3 +527,7 @@ def snakemake_params_file(config: dict, default: str = "params.yaml") -> str:
     if not path.exists():
         save_text(yaml.safe_dump(config, sort_keys=False), path)
     return str(path)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -4,9 +4,10 @@ For machines that have torch but neither workflow tool (a lent GPU box with no i
 
     python -m sempos.runner --params params.yaml --configfile config/fmnist-gpu.yaml [-n]
 
-A job runs when an output is missing or older than one of its inputs. Unlike Snakemake and DVC it does not
-track params or code, so after changing either, delete the affected outputs (or use those tools).
-Each job is the same command Snakemake and dvc.yaml run; a failed job stops the run with its name.
+A job runs when its record (sempos.provenance) says it is not current — an output is missing, its settings
+or code changed, or an input is not the file it read — or when a job it depends on runs. Each job is the
+same command Snakemake and dvc.yaml run; a failed job stops the run with its name. Progress: one line per
+job with its duration and an ETA for the rest of the run (mean job time so far x jobs left).
 """
 
 from __future__ import annotations
@@ -16,80 +17,73 @@ import shlex
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from .pipeline import STAGES, Stage, final_targets, fill, instance_name, snakemake_params_file
-
-Job = tuple[Stage, dict]
+from .pipeline import Job, all_jobs, final_targets, snakemake_params_file
+from .progress import duration
+from .provenance import is_current
 
 
 def ordered_jobs(p: dict) -> list[Job]:
     """Every job the final targets need, each after the jobs that produce its inputs."""
-    producer: dict[str, Job] = {}
-    for stage in STAGES.values():
-        for wc in stage.instances(p):
-            for out in stage.outputs:
-                producer[fill(out, wc)] = (stage, wc)
+    producer = {out: j for j in all_jobs(p) for out in j.output_files()}
     order: list[Job] = []
     done: set[str] = set()
 
     def visit(target: str, trail: tuple[str, ...]) -> None:
-        job = producer.get(target)
-        if job is None:
+        j = producer.get(target)
+        if j is None:
             return  # a source, not made by any stage
-        key = instance_name(*job)
-        if key in trail:
-            raise RuntimeError(f"cycle in the stage table: {' -> '.join(trail + (key,))}")
-        if key in done:
+        if j.name in trail:
+            raise RuntimeError(f"cycle in the stage table: {' -> '.join(trail + (j.name,))}")
+        if j.name in done:
             return
-        for dep in job[0].inputs(p, job[1]):
-            visit(dep, trail + (key,))
-        done.add(key)
-        order.append(job)
+        for dep in j.input_files():
+            visit(dep, trail + (j.name,))
+        done.add(j.name)
+        order.append(j)
 
     for target in final_targets(p):
         visit(target, ())
     return order
 
 
-def _mtime(path: Path) -> float | None:
-    """A file's mtime; for a directory output (data/raw/<ds>) the newest file inside it."""
-    if not path.exists():
-        return None
-    if path.is_dir():
-        times = [f.stat().st_mtime for f in path.rglob("*") if f.is_file()]
-        return max(times) if times else None
-    return path.stat().st_mtime
+def plan(p: dict, jobs: list[Job]) -> list[tuple[Job, str]]:
+    """The jobs to run, with why: not current by its record, or downstream of a job that runs."""
+    producer = {out: j.name for j in jobs for out in j.output_files()}
+    todo, running = [], set()
+    for j in jobs:
+        fresh, why = is_current(p, j)
+        rebuilt = [f for f in j.input_files() if producer.get(f) in running]
+        if not fresh or rebuilt:
+            running.add(j.name)
+            todo.append((j, why or f"{rebuilt[0]} is rebuilt"))
+    return todo
 
 
-def is_stale(stage: Stage, wc: dict, p: dict) -> bool:
-    outs = [_mtime(Path(fill(o, wc))) for o in stage.outputs]
-    if any(t is None for t in outs):
-        return True
-    ins = [t for t in (_mtime(Path(i)) for i in stage.inputs(p, wc)) if t is not None]
-    return bool(ins) and max(ins) > min(outs)
-
-
-def command(stage: Stage, wc: dict, p: dict, params_file: str) -> list[str]:
-    return shlex.split(stage.command(params_file, wc, python=shlex.quote(sys.executable), gpus=stage.gpus(p)))
+def command(j: Job, p: dict, params_file: str) -> list[str]:
+    return shlex.split(j.stage.command(params_file, j.wc, python=shlex.quote(sys.executable), gpus=j.stage.gpus(p)))
 
 
 def run(p: dict, params_file: str, dry_run: bool = False, log=print) -> int:
     jobs = ordered_jobs(p)
-    todo = [(s, wc) for s, wc in jobs if is_stale(s, wc, p)]
+    todo = plan(p, jobs)
     log(f"sempos.runner: {len(todo)} of {len(jobs)} jobs to run")
-    for i, (stage, wc) in enumerate(todo, 1):
-        cmd = command(stage, wc, p, params_file)
-        log(f"[{i}/{len(todo)}] {instance_name(stage, wc)}: {shlex.join(cmd)}")
+    start = time.perf_counter()
+    for i, (j, why) in enumerate(todo, 1):
+        cmd = command(j, p, params_file)
+        log(f"[{i}/{len(todo)}] {j.name} ({why}): {shlex.join(cmd)}")
         if dry_run:
             continue
         t0 = time.perf_counter()
         rc = subprocess.run(cmd).returncode
         if rc != 0:
-            log(f"sempos.runner: {instance_name(stage, wc)} failed (exit {rc}); the jobs after it did not run. "
-                "Fix the error above and rerun: finished jobs are kept and skipped")
+            log(f"sempos.runner: {j.name} failed (exit {rc}); the jobs after it did not run. "
+                f"Fix the error above (log: {j.log}) and rerun: finished jobs are kept and skipped")
             return rc
-        log(f"[{i}/{len(todo)}] done in {time.perf_counter() - t0:.1f} s")
+        left = len(todo) - i
+        eta = (time.perf_counter() - start) / i * left
+        log(f"[{i}/{len(todo)}] done in {duration(time.perf_counter() - t0)}"
+            + (f"; {left} left, ETA {duration(eta)}" if left else f"; all done in {duration(time.perf_counter() - start)}"))
     return 0
 
 
@@ -104,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     p = load_params(args.params, args.configfile)
     return run(p, snakemake_params_file(p, args.params), args.dry_run)
+
 
 
 if __name__ == "__main__":

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass
 from typing import Mapping
 
 import torch
 
 from .errors import ConfigError
+from .progress import wanted
 
 
 @dataclass(frozen=True)
@@ -44,9 +43,7 @@ def resolve(cfg: Mapping) -> Runtime:
     else:
         amp = None
     cl = cfg.get("channels_last", "auto")
-    progress = cfg.get("progress", "auto")
-    if progress == "auto":
-        progress = sys.stderr.isatty() and not os.environ.get("CI")
+    progress = wanted(cfg)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True

@@ -1,7 +1,14 @@
-"""The real DAG on config/smoke.yaml: Snakemake runs it, DVC adopts it, a one-method change reruns one method."""
+"""The real DAG on config/smoke.yaml in a git repository, as a user's clone: Snakemake runs it, reruns by
+content (settings, imported code), DVC adopts it as the README says, and an experiment reruns one branch.
+
+One module-scoped Snakemake run; every other check is derived from it (tests run in file order and put
+back what they change).
+"""
 
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -11,79 +18,181 @@ import pytest
 import yaml
 
 from sempos.config import load_params
-from sempos.pipeline import render_dvc
+from sempos.pipeline import all_jobs
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+OVERLAY = "config/smoke.yaml"
 pytestmark = pytest.mark.e2e
 
 
 def run(cmd, cwd, check=True):
-    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
-                         env={"PATH": f"{BIN}:/usr/bin:/bin", "CI": "1", "HOME": str(cwd)})
+    ident = {f"GIT_{who}_{what}": val for who in ("AUTHOR", "COMMITTER")
+             for what, val in (("NAME", "sempos test"), ("EMAIL", "test@sempos"))}
+    # PYTHONPATH: the clone's own sources run (and are what its code deps hash), not the installed checkout.
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "CI": "1", "HOME": str(cwd), "PYTHONPATH": str(cwd / "src"), **ident}
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     if check and out.returncode != 0:
         raise AssertionError(f"{cmd} failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
     return out
 
 
+def clone_like(dest: Path) -> None:
+    """What `git clone` of this checkout would hold, plus its untracked, not-ignored work in progress."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True,
+                            check=True).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        if (REPO / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, dest / rel)
+    run(["git", "init", "-q"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-qm", "clone"], dest)
+
+
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    wd = tmp_path_factory.mktemp("dag")
-    for item in ("Snakefile", "workflow", "profiles", "src"):
-        src = REPO / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / item, **(
-            {"ignore": shutil.ignore_patterns("__pycache__", "*.egg-info")} if src.is_dir() else {}))
-    # One params file that both tools read: the default with the smoke overlay merged in.
-    params = load_params(REPO / "params.yaml", [REPO / "config" / "smoke.yaml"])
-    (wd / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (wd / "dvc.yaml").write_text(render_dvc(params))
-    run([str(BIN / "dvc"), "init", "--no-scm", "-q"], wd)
-    run([str(BIN / "snakemake"), "--cores", "2"], wd)
+def repo(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("clone")
+    clone_like(wd)
+    run([str(BIN / "snakemake"), "--cores", "2", "--configfile", OVERLAY], wd)
     return wd
 
 
-def test_dag_produces_report_tables_and_plots(workdir):
-    report = (workdir / "results" / "report.md").read_text()
+def smk_dry(wd, *extra):
+    return run([str(BIN / "snakemake"), "-n", "--cores", "2", *extra], wd).stdout
+
+
+def test_dag_produces_report_tables_and_plots(repo):
+    report = (repo / "results" / "report.md").read_text()
     assert "simclr" in report and "mocov2" in report and "random_init" in report
     for name in ("main.md", "main.csv", "main.tex", "per_seed.csv", "published_small_scale.md"):
-        assert (workdir / "results" / "tables" / name).exists(), name
+        assert (repo / "results" / "tables" / name).exists(), name
     for name in ("accuracy.png", "knn_vs_epoch.png", "transfer.png"):
-        assert (workdir / "results" / "plots" / name).stat().st_size > 1000, name
+        assert (repo / "results" / "plots" / name).stat().st_size > 1000, name
     for name in ("sepp.md", "sampler_precision.md", "neighbours.md"):
-        assert (workdir / "results" / "tables" / name).exists(), name
-    per_seed = pd.read_csv(workdir / "results" / "tables" / "per_seed.csv")
-    methods = yaml.safe_load((workdir / "params.yaml").read_text())["methods"]
+        assert (repo / "results" / "tables" / name).exists(), name
+    per_seed = pd.read_csv(repo / "results" / "tables" / "per_seed.csv")
+    methods = load_params(repo / "params.yaml", [repo / OVERLAY])["methods"]
     assert set(per_seed["method"]) == set(methods)
     assert {"simclr_sepp", "mocov2_sepp", "nnclr", "snclr"} <= set(methods)
     assert per_seed["semisup 10% top1"].between(0, 100).all()
     for col in ("knn top1", "linear top1", "linear top5", "transfer digits top1", "transfer fmnist_heldout top1"):
         assert per_seed[col].between(0, 100).all(), col
-    hist = pd.read_csv(workdir / "runs" / "fmnist" / "simclr" / "seed0" / "history.csv")
+    metrics = json.loads((repo / "results" / "metrics.json").read_text())
+    assert set(metrics) == set(methods) and 0 <= metrics["simclr"]["knn_top1"] <= 100
+    hist = pd.read_csv(repo / "runs" / "fmnist" / "simclr" / "seed0" / "history.csv")
     assert list(hist["epoch"]) == [0, 1, 2]
-    assert not list(workdir.rglob("*.part")), "temporary files left behind"
+    assert not list(repo.rglob("*.part")), "temporary files left behind"
 
 
-def test_dvc_adopts_the_snakemake_run_and_reruns_only_the_changed_method(workdir):
-    run([str(BIN / "dvc"), "commit", "-f", "-q"], workdir)
-    status = run([str(BIN / "dvc"), "status"], workdir).stdout
-    assert "up to date" in status, status
-    dry = run([str(BIN / "dvc"), "repro", "--dry"], workdir).stdout
-    assert "Running stage" not in dry, dry
-
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
-    params["methods"]["simclr"]["temperature"] = 0.3
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    dry = run([str(BIN / "dvc"), "repro", "--dry"], workdir).stdout
-    ran = {line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")}
-    # DVC's dry run lists the stages whose own deps/params changed; downstream stages follow once
-    # the new outputs exist. Only simclr's pretraining depends on methods.simclr.
-    assert ran == {"pretrain-fmnist-simclr-seed0"}, ran
-
-    # Snakemake follows the change downstream at once: simclr, then its SePP miner and variant; nothing of mocov2.
-    smk = " ".join(run([str(BIN / "snakemake"), "-n", "--cores", "2", "--quiet", "rules"], workdir).stdout.split())
-    assert "pretrain 2" in smk and "mine 1" in smk, smk
+def test_every_job_leaves_a_record_a_log_and_group_readable_outputs(repo):
+    p = load_params(repo / "params.yaml", [repo / OVERLAY])
+    mask = os.umask(0)
+    os.umask(mask)
+    for j in all_jobs(p):
+        rec = json.loads((repo / j.record).read_text())
+        assert rec["job"] == j.name and set(rec["outputs"]) == set(j.output_files())
+        assert "done in" in (repo / j.log).read_text(), j.log
+        for f in j.output_files() + [j.record]:
+            if (repo / f).is_file():
+                assert stat.S_IMODE((repo / f).stat().st_mode) == 0o666 & ~mask, f
 
 
-def test_metrics_are_plain_json_with_method_and_seed(workdir):
-    m = json.loads((workdir / "results" / "linear" / "fmnist" / "mocov2" / "seed0" / "metrics.json").read_text())
+def test_snakemake_reruns_by_content_not_by_file_or_path(repo):
+    assert "Nothing to be done" in smk_dry(repo, "--configfile", OVERLAY)
+    # The overlay's settings moved into params.yaml: same settings, another params file -> nothing reruns.
+    params = repo / "params.yaml"
+    original = params.read_text()
+    params.write_text(yaml.safe_dump(load_params(params, [repo / OVERLAY]), sort_keys=False))
+    try:
+        assert "Nothing to be done" in smk_dry(repo)
+    finally:
+        params.write_text(original)
+    # memory_bank.py is imported by NNCLR and SNCLR only: their pretraining (and what follows) reruns.
+    bank = repo / "src" / "sempos" / "memory_bank.py"
+    code = bank.read_text()
+    bank.write_text(code + "\n# an edit\n")
+    try:
+        dry = smk_dry(repo, "--configfile", OVERLAY)
+    finally:
+        bank.write_text(code)
+    reruns = [line.split("method=")[1].split(",")[0] for line in dry.splitlines()
+              if "wildcards:" in line and "method=" in line and "target=" not in line and "frac=" not in line]
+    pretrained = {block.split("wildcards:")[1].split("method=")[1].split(",")[0]
+                  for block in dry.split("rule pretrain:")[1:]}
+    assert pretrained == {"nnclr", "snclr"}, dry[-3000:]
+    assert "rule mine:" not in dry and "rule download:" not in dry and "rule prepare:" not in dry
+    assert set(reruns) <= {"nnclr", "snclr"}
+
+
+def test_a_stage_run_by_hand_refuses_inputs_made_with_other_settings(repo):
+    out = run([str(BIN / "python"), "-m", "sempos.stages.pretrain", "--params", "params.yaml", "--ds", "fmnist",
+               "--method", "simclr", "--seed", "0"], repo, check=False)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "data/prepared/fmnist.pt was made with other settings than params.yaml" in lines[0]
+    assert "data.train_subset 384 -> 5000" in lines[0]
+    # 64 flipped bytes in the prepared file: named, not read.
+    prepared = repo / "data" / "prepared" / "fmnist.pt"
+    good = prepared.read_bytes()
+    bad = bytearray(good)
+    for i in range(len(bad) // 2, len(bad) // 2 + 64):
+        bad[i] ^= 0xFF
+    prepared.write_bytes(bytes(bad))
+    try:
+        merged = repo / ".sempos" / "smoke.yaml"
+        merged.write_text(yaml.safe_dump(load_params(repo / "params.yaml", [repo / OVERLAY])))
+        out = run([str(BIN / "python"), "-m", "sempos.stages.semisup", "--params", str(merged), "--ds", "fmnist",
+                   "--method", "simclr", "--seed", "0", "--frac", "10"], repo, check=False)
+    finally:
+        prepared.write_bytes(good)
+    assert out.returncode == 2 and "data/prepared/fmnist.pt is not the file prepare-fmnist wrote" in out.stderr
+    assert "Nothing to be done" in smk_dry(repo, "--configfile", OVERLAY)
+
+
+def branch_of(p: dict, method: str) -> set[str]:
+    """The jobs downstream of one method's pretraining (and it), from the stage table."""
+    jobs = all_jobs(p)
+    made_by = {o: j.name for j in jobs for o in j.output_files()}
+    branch = {f"pretrain-fmnist-{method}-seed0"}
+    changed = True
+    while changed:
+        changed = False
+        for j in jobs:
+            if j.name not in branch and any(made_by.get(f) in branch for f in j.input_files()):
+                branch.add(j.name)
+                changed = True
+    return branch
+
+
+def test_readme_dvc_sequence_adopts_the_run_and_experiments_rerun_one_branch(repo):
+    dvc = str(BIN / "dvc")
+    # The committed default dvc.yaml works in a git repository (dvc.lock is not git-ignored).
+    assert run([dvc, "status"], repo).returncode == 0
+    # The README's block, for the overlay the run used:
+    run([str(BIN / "python"), "-m", "sempos.pipeline", "dvc", "--configfile", OVERLAY, "-o", "dvc.yaml"], repo)
+    run([dvc, "commit", "-f", "-q"], repo)
+    run(["git", "add", "dvc.yaml", "dvc.lock", "params.smoke.yaml"], repo)
+    run(["git", "commit", "-qm", "adopt the smoke run"], repo)
+    assert "up to date" in run([dvc, "status"], repo).stdout
+    assert "Running stage" not in run([dvc, "repro"], repo).stdout
+    exp = run([dvc, "exp", "run", "-S", "params.smoke.yaml:methods.simclr.temperature=0.3"], repo).stdout
+    ran = {line.split("'")[1] for line in exp.splitlines() if line.startswith("Running stage")}
+    p = load_params(repo / "params.yaml", [repo / OVERLAY])
+    assert ran == branch_of(p, "simclr") | {"report"}, sorted(ran ^ (branch_of(p, "simclr") | {"report"}))
+    assert "mine-fmnist-simclr_sepp-seed0" in ran and not [r for r in ran if "mocov2" in r]
+
+    shown = json.loads(run([dvc, "exp", "show", "--json"], repo).stdout)
+    temps = [r["data"]["params"]["params.smoke.yaml"]["data"]["methods"]["simclr"]["temperature"]
+             for base in shown for e in base.get("experiments") or [] for r in e.get("revs") or []]
+    assert 0.3 in temps, json.dumps(shown)[:2000]
+    diff = json.loads(run([dvc, "metrics", "diff", "--json"], repo).stdout)["results/metrics.json"]
+    assert diff and {k.split(".")[0] for k in diff} <= {"simclr", "simclr_sepp"}, diff
+    plots = json.loads(run([dvc, "plots", "diff", "--json"], repo).stdout)["data"]["knn_vs_epoch"][0]
+    assert set(plots["revisions"]) == {"workspace", "HEAD"}
+    assert {v["filename"].split("/")[0] for v in plots["content"]["data"]["values"]} == set(p["methods"])
+
+
+def test_metrics_are_plain_json_with_method_and_seed(repo):
+    m = json.loads((repo / "results" / "linear" / "fmnist" / "mocov2" / "seed0" / "metrics.json").read_text())
     assert m["method"] == "mocov2" and m["seed"] == 0 and 0 <= m["top1"] <= 100

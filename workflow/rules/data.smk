@@ -2,12 +2,14 @@
 
 rule download:
     input:
-        SMK.input("download"),
+        unpack(SMK.input("download")),
     output:
-        SMK.output("download"),
+        **SMK.output("download"),
+    log:
+        SMK.log("download"),
     params:
-        file=SMK.params_file,
         sections=SMK.sections("download"),
+        code=SMK.code("download"),
     threads: SMK.threads("download")
     resources:
         gpu=SMK.gpus("download"),
@@ -16,12 +18,14 @@ rule download:
 
 rule prepare:
     input:
-        SMK.input("prepare"),
+        unpack(SMK.input("prepare")),
     output:
-        SMK.output("prepare"),
+        **SMK.output("prepare"),
+    log:
+        SMK.log("prepare"),
     params:
-        file=SMK.params_file,
         sections=SMK.sections("prepare"),
+        code=SMK.code("prepare"),
     threads: SMK.threads("prepare")
     resources:
         gpu=SMK.gpus("prepare"),

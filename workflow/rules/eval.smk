@@ -2,12 +2,14 @@
 
 rule embed:
     input:
-        SMK.input("embed"),
+        unpack(SMK.input("embed")),
     output:
-        SMK.output("embed"),
+        **SMK.output("embed"),
+    log:
+        SMK.log("embed"),
     params:
-        file=SMK.params_file,
         sections=SMK.sections("embed"),
+        code=SMK.code("embed"),
     threads: SMK.threads("embed")
     resources:
         gpu=SMK.gpus("embed"),
@@ -16,12 +18,14 @@ rule embed:
 
 rule knn:
     input:
-        SMK.input("knn"),
+        unpack(SMK.input("knn")),
     output:
-        SMK.output("knn"),
+        **SMK.output("knn"),
+    log:
+        SMK.log("knn"),
     params:
-        file=SMK.params_file,
         sections=SMK.sections("knn"),
+        code=SMK.code("knn"),
     threads: SMK.threads("knn")
     resources:
         gpu=SMK.gpus("knn"),
@@ -30,12 +34,14 @@ rule knn:
 
 rule linear:
     input:
-        SMK.input("linear"),
+        unpack(SMK.input("linear")),
     output:
-        SMK.output("linear"),
+        **SMK.output("linear"),
+    log:
+        SMK.log("linear"),
     params:
-        file=SMK.params_file,
         sections=SMK.sections("linear"),
+        code=SMK.code("linear"),
     threads: SMK.threads("linear")
     resources:
         gpu=SMK.gpus("linear"),
@@ -44,12 +50,14 @@ rule linear:
 
 rule transfer:
     input:
-        SMK.input("transfer"),
+        unpack(SMK.input("transfer")),
     output:
-        SMK.output("transfer"),
+        **SMK.output("transfer"),
+    log:
+        SMK.log("transfer"),
     params:
-        file=SMK.params_file,
         sections=SMK.sections("transfer"),
+        code=SMK.code("transfer"),
     threads: SMK.threads("transfer")
     resources:
         gpu=SMK.gpus("transfer"),
@@ -58,12 +66,14 @@ rule transfer:
 
 rule semisup:
     input:
-        SMK.input("semisup"),
+        unpack(SMK.input("semisup")),
     output:
-        SMK.output("semisup"),
+        **SMK.output("semisup"),
+    log:
+        SMK.log("semisup"),
     params:
-        file=SMK.params_file,
         sections=SMK.sections("semisup"),
+        code=SMK.code("semisup"),
     threads: SMK.threads("semisup")
     resources:
         gpu=SMK.gpus("semisup"),
@@ -72,12 +82,14 @@ rule semisup:
 
 rule detect:
     input:
-        SMK.input("detect"),
+        unpack(SMK.input("detect")),
     output:
-        SMK.output("detect"),
+        **SMK.output("detect"),
+    log:
+        SMK.log("detect"),
     params:
-        file=SMK.params_file,
         sections=SMK.sections("detect"),
+        code=SMK.code("detect"),
     threads: SMK.threads("detect")
     resources:
         gpu=SMK.gpus("detect"),

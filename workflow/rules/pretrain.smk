@@ -2,12 +2,14 @@
 
 rule pretrain:
     input:
-        SMK.input("pretrain"),
+        unpack(SMK.input("pretrain")),
     output:
-        SMK.output("pretrain"),
+        **SMK.output("pretrain"),
+    log:
+        SMK.log("pretrain"),
     params:
-        file=SMK.params_file,
         sections=SMK.sections("pretrain"),
+        code=SMK.code("pretrain"),
     threads: SMK.threads("pretrain")
     resources:
         gpu=SMK.gpus("pretrain"),
@@ -16,12 +18,14 @@ rule pretrain:
 
 rule mine:
     input:
-        SMK.input("mine"),
+        unpack(SMK.input("mine")),
     output:
-        SMK.output("mine"),
+        **SMK.output("mine"),
+    log:
+        SMK.log("mine"),
     params:
-        file=SMK.params_file,
         sections=SMK.sections("mine"),
+        code=SMK.code("mine"),
     threads: SMK.threads("mine")
     resources:
         gpu=SMK.gpus("mine"),

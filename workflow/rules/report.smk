@@ -2,12 +2,14 @@
 
 rule report:
     input:
-        SMK.input("report"),
+        unpack(SMK.input("report")),
     output:
-        SMK.output("report"),
+        **SMK.output("report"),
+    log:
+        SMK.log("report"),
     params:
-        file=SMK.params_file,
         sections=SMK.sections("report"),
+        code=SMK.code("report"),
     threads: SMK.threads("report")
     resources:
         gpu=SMK.gpus("report"),

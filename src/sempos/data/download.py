@@ -12,9 +12,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from .. import digests
 from ..errors import ChecksumError, DatasetError
 from ..io import atomic_path, save_json
-from .checksum import file_digest
 from .registry import DatasetSpec, RemoteFile, get
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,8 @@ def fetch_dataset(name: str, raw_root: Path) -> Path:
     spec = get(name)
     raw_dir = raw_root / name
     raw_dir.mkdir(parents=True, exist_ok=True)
-    files = {f.name: file_digest(fetch_file(spec, f, raw_dir), "sha256") for f in spec.files}
+    # sempos.digests remembers each sha256, so prepare's check against this manifest does not hash again.
+    files = {f.name: digests.file_digest(fetch_file(spec, f, raw_dir)) for f in spec.files}
     manifest = raw_dir / "MANIFEST.json"
     save_json({"dataset": name, "description": spec.description, "sha256": files}, manifest)
     return manifest

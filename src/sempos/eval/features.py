@@ -6,16 +6,18 @@ import torch
 import torch.nn.functional as F
 
 from ..augment import Normalizer, eval_batch
+from ..progress import bar
 
 
 @torch.no_grad()
 def extract(backbone: torch.nn.Module, images_u8: torch.Tensor, norm: Normalizer, device,
-            batch_size: int = 1024, out_size: int | None = None, normalize: bool = True) -> torch.Tensor:
+            batch_size: int = 1024, out_size: int | None = None, normalize: bool = True,
+            desc: str = "features") -> torch.Tensor:
     was_training = backbone.training
     backbone.eval()
     feats = []
     try:
-        for start in range(0, len(images_u8), batch_size):
+        for start in bar(range(0, len(images_u8), batch_size), desc=desc, unit="batch"):
             x = eval_batch(images_u8[start:start + batch_size].to(device, non_blocking=True), norm, out_size)
             if x.shape[1] != _in_channels(backbone):
                 x = _match_channels(x, _in_channels(backbone))

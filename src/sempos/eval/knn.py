@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from ..progress import bar
+
 
 @torch.no_grad()
 def knn_predict(bank: torch.Tensor, bank_y: torch.Tensor, query: torch.Tensor, num_classes: int,
@@ -16,7 +18,7 @@ def knn_predict(bank: torch.Tensor, bank_y: torch.Tensor, query: torch.Tensor, n
     """Class scores [len(query), num_classes]; rows of bank and query must be L2-normalised."""
     k = min(k, bank.shape[0])
     scores = []
-    for start in range(0, query.shape[0], block):
+    for start in bar(range(0, query.shape[0], block), desc="kNN", unit="block"):
         sim = query[start:start + block] @ bank.t()
         top_sim, top_idx = sim.topk(k, dim=1)
         weights = (top_sim / temperature).exp()

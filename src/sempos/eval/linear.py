@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..progress import bar
 from .knn import topk_accuracy
 
 
@@ -28,7 +29,7 @@ def linear_probe(train_f, train_y, test_f, test_y, num_classes: int, epochs: int
     opt = torch.optim.SGD(fc.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
     steps_per_epoch = max(1, len(train_f) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
-    for _ in range(epochs):
+    for _ in bar(range(epochs), desc="linear probe", unit="epoch"):
         order = torch.randperm(len(train_f), generator=gen)
         for s in range(steps_per_epoch):
             idx = order[s * batch_size:(s + 1) * batch_size]

@@ -9,6 +9,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from ..progress import bar
+
 
 def _fit(x, y, c):
     return LogisticRegression(C=c, max_iter=2000).fit(x, y)
@@ -22,7 +24,8 @@ def mean_per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 def logistic_transfer(train_x, train_y, val_x, val_y, test_x, test_y, c_grid) -> dict:
     scaler = StandardScaler().fit(train_x)
     tr, va = scaler.transform(train_x), scaler.transform(val_x)
-    val_scores = {float(c): float((_fit(tr, train_y, c).predict(va) == val_y).mean() * 100) for c in c_grid}
+    val_scores = {float(c): float((_fit(tr, train_y, c).predict(va) == val_y).mean() * 100)
+                  for c in bar(c_grid, desc="transfer: C grid", unit="C")}
     best_c = max(val_scores, key=lambda c: (val_scores[c], -c))
     full_x = np.concatenate([train_x, val_x])
     full_y = np.concatenate([train_y, val_y])

@@ -225,7 +225,8 @@ def mine(backbone_path: Path, prepared: dict, cfg: Mapping | SamplerConfig | Non
         raise ConfigError(f"sampler backbone {backbone_path} not found: pretrain the `from` method first")
     k_all = min(scfg.k_all, n - 1)  # the report cannot ask for more neighbours than there are images
     bb, norm, meta = load_backbone(Path(backbone_path), device)
-    emb = extract(bb, prepared["train_x"][ids], norm, device, out_size=meta.get("image_size"), normalize=True)
+    emb = extract(bb, prepared["train_x"][ids], norm, device, out_size=meta.get("image_size"), normalize=True,
+                  desc="mine: embed")
     emb = emb.to(EMB_DTYPES[scfg.emb_dtype])
     sims, idx = blocked_topk(emb, k_all, block_q=scfg.block, block_k=max(scfg.block, 16384), device=device)
     del emb

@@ -12,6 +12,8 @@ import operator
 
 import torch
 
+from ..progress import bar
+
 HALF = (torch.float16, torch.bfloat16)
 _MM_OUT_DTYPE = True  # whether torch.mm(..., out_dtype=float32) works here (CUDA, torch >= 2.8)
 
@@ -96,7 +98,7 @@ def blocked_topk(emb: torch.Tensor, k: int, block_q: int = 4096, block_k: int = 
 
     out_s = torch.empty(n, k, dtype=torch.float32)
     out_i = torch.empty(n, k, dtype=torch.long)
-    for qs in range(0, n, block_q):
+    for qs in bar(range(0, n, block_q), desc="top-K", unit="block"):
         best_s, best_i = query_block_topk(emb, inv, qs, min(block_q, n - qs), k, block_k, exclude_self)
         out_s[qs:qs + block_q] = best_s.cpu()
         out_i[qs:qs + block_q] = best_i.cpu()

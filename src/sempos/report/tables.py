@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Iterable, Mapping
 
 import pandas as pd
 
@@ -12,34 +13,41 @@ def _read(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def collect(results: Path, ds: str) -> pd.DataFrame:
-    """One row per (method, seed) with one column per metric."""
+def collect(metrics: Mapping[str, Iterable[str | Path]]) -> pd.DataFrame:
+    """One row per (method, seed) with one column per metric, read from exactly the given files.
+
+    `metrics` maps a stage name (knn, linear, transfer, semisup, detect) to its metrics.json files: the
+    report stage passes its inputs from the stage table, so files of earlier runs that the current DAG
+    does not produce (another seed, a transfer target no longer asked for) are never read.
+    """
     rows: dict[tuple[str, int], dict] = {}
 
     def put(m, key, value):
         rows.setdefault((m["method"], int(m["seed"])), {})[key] = value
 
-    for p in sorted((results / "knn" / ds).glob("*/seed*/metrics.json")):
+    for p in map(Path, metrics.get("knn", ())):
         m = _read(p)
         put(m, "knn top1", m["top1"])
-    for p in sorted((results / "linear" / ds).glob("*/seed*/metrics.json")):
+    for p in map(Path, metrics.get("linear", ())):
         m = _read(p)
         put(m, "linear top1", m["top1"])
         put(m, "linear top5", m["top5"])
-    for p in sorted(results.glob(f"transfer/*/{ds}/*/seed*/metrics.json")):
+    for p in map(Path, metrics.get("transfer", ())):
         m = _read(p)
         put(m, f"transfer {m['target']} top1", m["top1"])
-    for p in sorted((results / "semisup" / ds).glob("*/seed*/frac*/metrics.json")):
+    for p in map(Path, metrics.get("semisup", ())):
         m = _read(p)
         frac = f"{m['fraction']:g}"
         put(m, f"semisup {frac}% top1", m["top1"])
         put(m, f"semisup {frac}% top5", m["top5"])
-    for p in sorted((results / "detect" / ds).glob("*/seed*/metrics.json")):
+    for p in map(Path, metrics.get("detect", ())):
         m = _read(p)
         meta = {"method": p.parent.parent.name, "seed": int(p.parent.name.removeprefix("seed"))}
         for k in ("AP", "AP50", "AP75"):
             put(meta, f"det {k}", m["mean"][k])
     df = pd.DataFrame.from_dict(rows, orient="index")
+    if df.empty:
+        return df
     df.index = pd.MultiIndex.from_tuples(df.index, names=["method", "seed"])
     return df.sort_index()
 

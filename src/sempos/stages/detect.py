@@ -21,9 +21,9 @@ def body(params, args):
 
         # The detector's many small ops run ~7x slower in CPU time when two threads wait on each other.
         torch.set_num_threads(1)
-    backbone = Path(f"runs/{args.ds}/{args.method}/seed{args.seed}/backbone.pt")
-    out_dir = Path(f"results/detect/{args.ds}/{args.method}/seed{args.seed}")
-    data = load_prepared(Path(f"data/prepared/{args.ds}.pt"))
+    backbone = Path(args.inputs["backbone"])
+    out_dir = Path(args.outputs["metrics"]).parent  # both backends write metrics.json (+ history) there
+    data = load_prepared(args.inputs["prepared"])
     # Trial seeds are offset by the pretraining seed so that different runs do not share detector draws.
     seeds = [int(args.seed) * 1000 + t for t in trials]
     if cfg.get("backend", "torchvision") == "detectron2":

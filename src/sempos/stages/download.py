@@ -1,3 +1,5 @@
+"""Fetch a dataset's files into its raw directory, verified (official URL or a verified offline copy)."""
+
 from pathlib import Path
 
 from ..data.download import fetch_dataset
@@ -5,7 +7,8 @@ from .common import run_stage
 
 
 def body(params, args):
-    fetch_dataset(args.ds, Path("data/raw"))
+    raw = Path(args.outputs["raw"])
+    fetch_dataset(args.ds, raw.parent)  # writes raw.parent / ds: the stage table's raw directory
 
 
 if __name__ == "__main__":

@@ -1,7 +1,5 @@
 """Features of a target dataset's train/val/test splits under a pretrained backbone (no augmentation)."""
 
-from pathlib import Path
-
 from ..data.prepare import load_prepared
 from ..io import save_torch
 from ..runtime import resolve
@@ -12,8 +10,8 @@ from .common import run_stage
 
 def body(params, args):
     rt = resolve(params["runtime"])
-    bb, norm, meta = load_backbone(Path(f"runs/{args.ds}/{args.method}/seed{args.seed}/backbone.pt"), rt.device)
-    data = load_prepared(Path(f"data/prepared/{args.target}.pt"))
+    bb, norm, meta = load_backbone(args.inputs["backbone"], rt.device)
+    data = load_prepared(args.inputs["prepared"])
     size = meta["image_size"]
     # A target with other channels/statistics is standardised with the pretraining statistics,
     # as transfer protocols do with ImageNet's mean/std.
@@ -23,10 +21,11 @@ def body(params, args):
         "val": (data["train_x"][data["splits"]["val"]], data["train_y"][data["splits"]["val"]]),
         "test": (data["test_x"], data["test_y"]),
     }.items():
-        out[f"{split}_f"] = extract(bb, images, norm, rt.device, out_size=size, normalize=False).cpu()
+        out[f"{split}_f"] = extract(bb, images, norm, rt.device, out_size=size, normalize=False,
+                                    desc=f"embed {args.target} {split}").cpu()
         out[f"{split}_y"] = labels.clone()
     out["num_classes"] = len(data["classes"])
-    save_torch(out, Path(f"features/{args.ds}/{args.method}/seed{args.seed}/{args.target}.pt"))
+    save_torch(out, args.outputs["features"])
 
 
 if __name__ == "__main__":

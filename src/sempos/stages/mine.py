@@ -10,7 +10,6 @@ from ..mining.sampler import mine, write_pairs
 from ..runtime import resolve
 from ..positives.sources import MINED_SOURCES, positives_cfg
 from .common import run_stage
-from .pretrain import pairs_path
 
 
 def body(params, args):
@@ -19,15 +18,13 @@ def body(params, args):
     if cfg["source"] not in MINED_SOURCES:
         raise ConfigError(f"methods.{args.method}.positives.source is {cfg['source']}, not mined: nothing to mine")
     rt = resolve(params["runtime"])
-    data = load_prepared(Path(f"data/prepared/{args.ds}.pt"))
-    backbone = Path(f"runs/{args.ds}/{cfg['from']}/seed{args.seed}/backbone.pt")
+    data = load_prepared(args.inputs["prepared"])
     # Near-duplicates for the sampler are cos > 0.99 unless the entry sets its own dup_threshold.
     sampler = {"dup_threshold": 0.99, **{k: v for k, v in (settings["hp"].get("positives") or {}).items()}}
-    pairs, cos, diag = mine(backbone, data, sampler, rt.device, k_max=int(cfg.get("k_max") or 0))
-    out = pairs_path(args.ds, args.method, args.seed)
+    pairs, cos, diag = mine(Path(args.inputs["backbone"]), data, sampler, rt.device, k_max=int(cfg.get("k_max") or 0))
     diag.update({"method": args.method, "from": cfg["from"], "seed": int(args.seed)})
-    diag["sha256"] = write_pairs(out, pairs, cos)
-    save_json(diag, out.with_suffix(".json"))
+    diag["sha256"] = write_pairs(Path(args.outputs["pairs"]), pairs, cos)
+    save_json(diag, args.outputs["diagnostics"])
 
 
 if __name__ == "__main__":

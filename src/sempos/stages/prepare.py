@@ -1,3 +1,5 @@
+"""Verified raw files -> one tensor file: uint8 images, labels, and the fixed split index lists."""
+
 from pathlib import Path
 
 from ..data.prepare import prepare
@@ -5,7 +7,7 @@ from .common import run_stage
 
 
 def body(params, args):
-    prepare(args.ds, Path("data/raw"), Path(f"data/prepared/{args.ds}.pt"), params["data"])
+    prepare(args.ds, Path(args.inputs["raw"]).parent, Path(args.outputs["prepared"]), params["data"])
 
 
 if __name__ == "__main__":

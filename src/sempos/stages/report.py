@@ -1,39 +1,52 @@
-"""Tables (md/csv/tex), plots and results/report.md from every metrics file the DAG produced."""
+"""Tables (md/csv/tex), plots, results/report.md and results/metrics.json from the outputs of the current DAG.
+
+The report reads exactly its inputs in the stage table (`args.inputs`: every metrics file, history and pair
+diagnostics the params ask for), never a glob of results/, so files left by earlier runs cannot leak in.
+"""
 
 from pathlib import Path
 
 import pandas as pd
 
-from ..io import save_text
-from ..pipeline import PAIRS_DIAG, fill, mined_runs
+from ..io import save_json, save_text
+from ..pipeline import runs
 from ..report import plots, positives, published, tables
 from .common import run_stage
 
-RESULTS = Path("results")
 
-
-def mean_history(ds: str, method: str, seeds: list[int]) -> pd.DataFrame:
-    frames = [pd.read_csv(f"runs/{ds}/{method}/seed{s}/history.csv") for s in seeds]
+def mean_history(files: list[str]) -> pd.DataFrame:
+    frames = [pd.read_csv(f) for f in files]
     return pd.concat(frames).groupby("epoch", as_index=False).mean(numeric_only=True)
+
+
+def metrics_summary(summary: pd.DataFrame) -> dict:
+    """{method: {metric: mean over seeds}}: results/metrics.json, which `dvc exp show` / `dvc metrics diff` read."""
+    cols = [c for c in summary.columns if not c.endswith((" std", " delta"))]
+    out = {}
+    for method, row in summary[cols].iterrows():
+        out[method] = {c.replace(" ", "_").replace("%", "pct"): (None if pd.isna(v) else round(float(v), 4))
+                       for c, v in row.items()}
+    return out
 
 
 def body(params, args):
     ds = params["data"]["pretrain"]
     methods = list(params["methods"])
     baseline = params["report"].get("baseline")
-    per_seed = tables.collect(RESULTS, ds)
+    per_seed = tables.collect(args.inputs)
     summary = tables.summarize(per_seed, methods, baseline)
-    tdir = RESULTS / "tables"
+    tdir = Path(args.outputs["tables"])
     tables.write_table(per_seed.round(3), tdir / "per_seed", f"{ds}: every metric per method and seed")
     tables.write_table(tables.pretty(summary), tdir / "main", f"{ds}: mean ± std over seeds (Δ to {baseline})")
     tables.write_table(published.small_scale_table(), tdir / "published_small_scale", published.PC_CP)
-    pdir = RESULTS / "plots"
+    pdir = Path(args.outputs["plots"])
     metric_cols = [c for c in ("knn top1", "linear top1") if c in summary.columns]
     plots.accuracy_bars(summary, metric_cols, pdir / "accuracy.png", f"{ds}: last-epoch accuracy")
     transfer_cols = [c for c in summary.columns if c.startswith("transfer") and not c.endswith(("std", "delta"))]
     if transfer_cols:
         plots.accuracy_bars(summary, transfer_cols, pdir / "transfer.png", f"transfer from {ds}")
-    hist = {m: mean_history(ds, m, params["seeds"]) for m in methods}
+    history_files = dict(zip((tuple(r.values()) for r in runs(params)), args.inputs["history"]))
+    hist = {m: mean_history([f for (_, rm, _), f in history_files.items() if rm == m]) for m in methods}
     plots.curves(hist, "knn_top1", pdir / "knn_vs_epoch.png", f"{ds}: online kNN monitor", "kNN top-1 (%)")
     extra = []
     sepp = positives.sepp_table(summary, params["methods"])
@@ -45,7 +58,7 @@ def body(params, args):
             plots.curves({n: hist[n] for n in names}, "knn_top1", pdir / f"convergence_{host}.png",
                          f"{ds}: convergence, {host} vs its variants", "kNN top-1 (%)")
             extra += [f"![convergence {host}](plots/convergence_{host}.png)", ""]
-    diag_files = [Path(fill(PAIRS_DIAG, r)) for r in mined_runs(params)]
+    diag_files = [Path(f) for f in args.inputs["pairs"]]
     sampler = positives.sampler_table(diag_files)
     if len(sampler):
         tables.write_table(sampler.round(2), tdir / "sampler_precision", f"{ds}: Semantic Sampler pair precision vs K")
@@ -95,8 +108,9 @@ def body(params, args):
         tables.markdown(published.small_scale_table()),
         "",
     ]
-    save_text(tables.pretty(summary).to_csv(), RESULTS / "tables" / "summary.csv")
-    save_text("\n".join(lines), RESULTS / "report.md")
+    save_text(tables.pretty(summary).to_csv(), tdir / "summary.csv")
+    save_json(metrics_summary(summary), args.outputs["metrics"])
+    save_text("\n".join(lines), args.outputs["report"])
 
 
 if __name__ == "__main__":

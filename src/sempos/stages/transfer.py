@@ -1,14 +1,16 @@
-from pathlib import Path
+"""Transfer by logistic regression on frozen features of a target dataset (C chosen on a validation split)."""
+
+import logging
 
 from ..eval.transfer import logistic_transfer
 from ..io import load_torch, save_json
-from ..pipeline import dataset_of_target
 from .common import run_stage
+
+log = logging.getLogger(__name__)
 
 
 def body(params, args):
-    source = dataset_of_target(args.target)
-    f = load_torch(Path(f"features/{args.ds}/{args.method}/seed{args.seed}/{source}.pt"))
+    f = load_torch(args.inputs["features"])
     if args.target == "fmnist_heldout":
         # Images held out of pretraining: fit on a class-stratified half of them, select C on the other.
         import numpy as np
@@ -23,8 +25,9 @@ def body(params, args):
     else:
         split = (f["train_f"].numpy(), f["train_y"].numpy(), f["val_f"].numpy(), f["val_y"].numpy())
     res = logistic_transfer(*split, f["test_f"].numpy(), f["test_y"].numpy(), params["eval"]["transfer"]["c_grid"])
+    log.info("%s seed %s -> %s: top-1 %.2f (C=%g)", args.method, args.seed, args.target, res["top1"], res["best_c"])
     save_json({"method": args.method, "seed": int(args.seed), "pretrain": args.ds, "target": args.target, **res},
-              Path(f"results/transfer/{args.target}/{args.ds}/{args.method}/seed{args.seed}/metrics.json"))
+              args.outputs["metrics"])
 
 
 if __name__ == "__main__":

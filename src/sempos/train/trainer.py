@@ -24,6 +24,7 @@ from ..algos.base import Batch, ema_update
 from ..augment import AugmentSpec, Normalizer, augment_batch
 from ..config import digest
 from ..errors import ConfigError, NonFiniteLossError
+from ..progress import rounded
 from ..eval.features import extract
 from ..eval.knn import knn_accuracy
 from ..io import load_torch, save_text, save_torch
@@ -230,7 +231,8 @@ class Trainer:
                 "pairs_per_s": round(self.steps_per_epoch * self.batch / max(secs, 1e-9), 1),
                 **means,  # algorithm diagnostics: neighbour purity, self-hit rate, positiveness weights
             })
-            log.info("%s seed %d epoch %d: %s", self.job.settings["name"], self.job.seed, epoch + 1, self.history[-1])
+            log.info("%s seed %d epoch %d/%d: %s", self.job.settings["name"], self.job.seed, epoch + 1, epochs,
+                     rounded(self.history[-1]))
             if dist.is_main():
                 save_torch(self._state(epoch), self.job.run_dir / CHECKPOINT)
             dist.barrier()

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from ..augment import AugmentSpec, Normalizer, augment_batch, eval_batch
 from ..errors import ConfigError, DatasetError, NonFiniteLossError
+from ..progress import bar
 from .knn import topk_accuracy
 
 # Recipe defaults; any of them can be overridden through `cfg` (see RECIPE_KEYS).
@@ -199,7 +200,7 @@ def train_one(backbone0: torch.nn.Module, norm: Normalizer, images_u8: torch.Ten
     size = int(imgs.shape[-1])
     aug = recipe.augment
     steps = len(train_idx) // bs  # drop_last: every step sees a full batch (batch norm statistics)
-    for epoch in range(epochs):
+    for epoch in bar(range(epochs), desc=f"fine-tune lr={lr:g} head x{head_mult:g}", unit="epoch"):
         backbone.train()
         head.train()
         order = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(seed * 997 + epoch))

@@ -9,7 +9,7 @@ from conftest import fake_prepared
 from sempos.augment import Normalizer
 from sempos.data.prepare import split_indices
 from sempos.errors import ConfigError, DatasetError, NonFiniteLossError
-from sempos.eval import finetune as ft
+from sempos.eval import semisup as ft
 from sempos.models.resnet import build_backbone
 
 # Blobs encode the class by position, so the test keeps crops large and flips off (a flip swaps classes).
