@@ -69,3 +69,26 @@ def test_semisup_fractions_must_be_prepared():
     p = deep_merge(params(), {"data": {"semi_fractions": [10]}})
     with pytest.raises(ConfigError, match="data.semi_fractions"):
         validate(p)
+
+
+def test_unknown_names_in_lists_are_errors_naming_the_key():
+    p = deep_merge(params(), {"eval": {"detection": {"methods": ["simclr", "simclrr"]}}})
+    with pytest.raises(ConfigError, match=r"eval.detection.methods \['simclrr'\] are not methods"):
+        validate(p)
+    p = deep_merge(params(), {"eval": {"transfer": {"targets": ["digitz"]}}})
+    with pytest.raises(ConfigError, match=r"eval.transfer.targets.0: 'digitz' is not one of"):
+        validate(p)
+    p = deep_merge(params(), {"eval": {"semisup": {"epochs": {"1%": 3}}}})
+    with pytest.raises(ConfigError, match="eval.semisup.epochs"):
+        validate(p)
+    p = deep_merge(params(), {"methods": {"simclr_sepp": {"positives": {"from": "simclrr"}}}})
+    with pytest.raises(ConfigError, match=r"methods.simclr_sepp.positives.from 'simclrr' is not a method"):
+        validate(p)
+
+
+def test_algo_key_errors_say_which_algo_takes_what():
+    p = deep_merge(params(), {"methods": {"simclr": {"bank_size": 10}}})
+    with pytest.raises(ConfigError) as err:
+        validate(p)
+    assert "methods.simclr: 'bank_size' is not a parameter of algo 'simclr'" in str(err.value)
+    assert "'temperature'" in str(err.value)

@@ -97,6 +97,7 @@ def test_memory_bank_reruns_nnclr_and_snclr_pretraining_only(stale_jobs):
             assert not jobs & data_jobs, f
 
 
+@pytest.mark.slow
 def test_static_closure_holds_every_module_a_stage_loads():
     """Import each stage module (and each algorithm) in a fresh interpreter state: what Python actually loads
     must be inside the closure (the closure may hold more: imports inside functions that did not run)."""

@@ -75,3 +75,18 @@ def test_slurm_profile_names_real_rules_and_every_gpu_rule():
     heavy = {name for name, s in STAGES.items() if s.heavy}
     assert {r for r in per_rule if per_rule[r].get("slurm_partition") == "gpu"} == heavy
     assert set(prof.get("set-threads", {})) <= set(STAGES)
+
+
+def test_rules_record_settings_and_code_by_value_not_the_params_path():
+    from sempos.pipeline import SnakemakeView
+
+    p = load_params(REPO / "params.yaml", [REPO / "config" / "smoke.yaml"])
+    a, b = SnakemakeView(p, "params.yaml"), SnakemakeView(p, ".sempos/params-0123.yaml")
+    wc = {"ds": "fmnist", "method": "nnclr", "seed": "0"}
+    for name in STAGES:
+        assert a.shell(name) == b.shell(name) and "{SMK.params_file}" in a.shell(name)
+    assert a.sections("pretrain")(wc) == b.sections("pretrain")(wc)
+    assert '"methods.nnclr": {"algo": "nnclr"' in a.sections("pretrain")(wc)
+    code = a.code("pretrain")(wc)
+    assert "src/sempos/memory_bank.py" in code and "src/sempos/algos/simclr.py" not in code
+    assert all(len(d) == 16 for d in code.values())
