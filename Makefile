@@ -52,4 +52,4 @@ dvc-yaml: setup
 	$(PY) -m sempos.pipeline smk
 
 clean-results:
-	rm -rf runs features results pairs .sempos
+	rm -rf runs features results pairs logs .sempos
