@@ -51,8 +51,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # Through a file object: given a path, torch.save names the archive's records after it, so the random
+    # temporary name would make the same tensors different bytes (and digests, and DVC reruns) every time.
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def save_json(obj: Any, path: str | os.PathLike) -> None:

@@ -44,3 +44,11 @@ def test_truncated_or_missing_torch_files_are_one_line(tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(InputError, match="gone.pt not found"):
         load_torch(tmp_path / "gone.pt")
+
+
+def test_the_same_tensors_give_the_same_bytes(tmp_path):
+    obj = {"meta": {"a": 1}, "state_dict": {"w": torch.arange(10.0)}}
+    save_torch(obj, tmp_path / "a.pt")
+    save_torch(obj, tmp_path / "b.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    assert torch.equal(load_torch(tmp_path / "a.pt")["state_dict"]["w"], obj["state_dict"]["w"])
