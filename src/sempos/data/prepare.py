@@ -16,7 +16,9 @@ import torch
 
 from ..errors import DatasetError
 from ..io import load_torch, save_torch
+from .kinds import is_encoded
 from .registry import get
+from .shards import FORMAT
 
 SPLIT_SEED = 0
 
@@ -100,6 +102,12 @@ def _append_unlabeled(arrays, splits: dict):
 
 def prepare(name: str, raw_root: Path, out: Path, data_cfg: Mapping | None = None) -> Path:
     data_cfg = dict(data_cfg or {})
+    if is_encoded(name):
+        from .encoded import prepare_encoded
+
+        # data/raw/<ds>/ (download's record) and data/shards/<ds>.pt (the pack stage's manifest).
+        return prepare_encoded(name, Path(raw_root) / name, Path(raw_root).parent / "shards" / f"{name}.pt", out,
+                               data_cfg)
     spec = get(name)
     raw_dir = raw_root / name
     if spec.files and not (raw_dir / "MANIFEST.json").exists():
@@ -139,7 +147,13 @@ def prepare(name: str, raw_root: Path, out: Path, data_cfg: Mapping | None = Non
 
 
 def load_prepared(path: str | Path) -> dict:
+    """The prepared payload; for encoded datasets train_x/test_x are ShardImages (shard files checked)."""
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"prepared dataset {path} not found: run the prepare stage (snakemake {path})")
-    return load_torch(path)
+    payload = load_torch(path)
+    if payload.get("format") == FORMAT:
+        from .encoded import load_encoded
+
+        return load_encoded(payload, path)
+    return payload
