@@ -158,7 +158,7 @@ def _fit_norm(images: ShardImages) -> tuple[list[float], list[float]]:
 
 def prepare_encoded(name: str, raw_dir: Path, pack_manifest: Path, out: Path, data_cfg: Mapping) -> Path:
     from .jpeg import eval_resize_for
-    from .prepare import SPLIT_SEED, balanced_subset
+    from .splits import SPLIT_SEED, balanced_subset
 
     data_cfg = dict(data_cfg or {})
     if not Path(pack_manifest).is_file():

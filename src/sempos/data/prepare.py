@@ -16,28 +16,10 @@ import torch
 
 from ..errors import DatasetError
 from ..io import load_torch, save_torch
+from .catalog import get
 from .kinds import is_encoded
-from .registry import get
 from .shards import FORMAT
-
-SPLIT_SEED = 0
-
-
-def balanced_subset(labels: np.ndarray, pool: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """A class-balanced subset of `pool` holding `fraction` of it (at least one image per class)."""
-    rng = np.random.default_rng(seed)
-    classes = np.unique(labels[pool])
-    per_class = max(1, int(round(fraction * len(pool) / len(classes))))
-    picked = []
-    for c in classes:
-        members = pool[labels[pool] == c]
-        if len(members) < per_class:
-            raise DatasetError(
-                f"class {c} has {len(members)} images, fewer than the {per_class} a balanced "
-                f"{fraction:.2%} subset needs; lower the fraction"
-            )
-        picked.append(rng.choice(members, size=per_class, replace=False))
-    return np.sort(np.concatenate(picked))
+from .splits import SPLIT_SEED, balanced_subset
 
 
 def split_indices(labels: np.ndarray, val_size: int, train_subset: int, fractions: Sequence[float]) -> dict:

@@ -13,7 +13,7 @@ from conftest import fake_ilsvrc
 
 from sempos.config import load_params
 from sempos.data import imagenet_subsets
-from sempos.data.registry import RemoteFile
+from sempos.data.spec import RemoteFile
 from sempos.stages import download, embed, knn, linear, mine, pack, prepare, pretrain, semisup
 from sempos.stages.common import run_stage
 
