@@ -77,6 +77,7 @@ def make_jpeg_set(root: Path, n: int, seed: int = 0) -> Path:
 
 
 def shard_images(tree: Path, out: Path, crop: int = 224) -> ShardImages:
+    """The set packed into shards (reused when already packed), as the loader's ShardImages."""
     items = [SourceItem(f"{c.name}/{p.name}", i, str(p))
              for i, c in enumerate(sorted(tree.iterdir())) for p in sorted(c.iterdir())]
     table, _ = pack_split(items, "train", out, PackSettings(shard_images=1024), workers=os.cpu_count() or 1)
@@ -185,8 +186,14 @@ def cpu_table(args) -> list[dict]:
     return rows
 
 
-def gpu_rows(args) -> list[dict]:
-    """The loader feeding the real pretraining step (ResNet-50/224, bf16, channels_last) vs synthetic data."""
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def feed_rows(args, device: str) -> list[dict]:
+    """The loader feeding the real pretraining step (default ResNet-50/224, bf16, channels_last on CUDA) vs the
+    same step on synthetic data already on the device, for both decode paths."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from throughput import bench_synthetic, settings
 
@@ -194,17 +201,18 @@ def gpu_rows(args) -> list[dict]:
     from sempos.train.trainer import PretrainJob, Trainer
 
     tree = make_jpeg_set(Path(args.data), args.images)
-    images = shard_images(tree, Path(args.data) / "shards")
+    images = shard_images(tree, Path(args.data) / "shards", args.crop)
     n = len(images)
+    cuda = torch.device(device).type == "cuda"
     idx = torch.arange(n)
     data = {"train_x": images, "train_y": torch.zeros(n, dtype=torch.long), "test_x": images[:8],
             "test_y": torch.zeros(8, dtype=torch.long), "classes": ["0"],
             "splits": {"train": idx, "val": idx[:0], "pretrain": idx, "semi": {}}}
     rows = []
     for decode in ("device", "cpu"):
-        rt = resolve({"device": "cuda", "threads": 4, "precision": "bf16", "channels_last": True,
+        rt = resolve({"device": device, "threads": 4, "precision": "bf16" if cuda else "fp32", "channels_last": cuda,
                       "compile": args.compile, "progress": False, "loader_workers": "auto", "decode": decode})
-        cfg = {"arch": "resnet50", "width": 64, "channels": 3, "size": 224}
+        cfg = {"arch": args.arch, "width": args.width, "channels": 3, "size": args.crop}
         trainer = Trainer(PretrainJob(settings(args.algo, cfg, args.batch), 0, Path("/tmp/sempos-bench-loader"),
                                       data), rt)
         trainer.cfg["epochs"] = 10**6
@@ -215,7 +223,7 @@ def gpu_rows(args) -> list[dict]:
             trainer._views = trainer.view_stream(epoch, pairs)
             for s in range(trainer.steps_per_epoch):
                 if done == args.warmup:
-                    torch.cuda.synchronize()
+                    _sync(device)
                     t0 = time.perf_counter()
                 trainer._step(epoch, s, pairs)
                 done += 1
@@ -223,19 +231,20 @@ def gpu_rows(args) -> list[dict]:
                     break
             trainer._views = None
             epoch += 1
-        torch.cuda.synchronize()
+        _sync(device)
         real = args.steps * trainer.batch / (time.perf_counter() - t0)
         synth = bench_synthetic(trainer, args.steps, args.warmup)
-        crops = bench_sempos(images, "auto", args.batch * 8, args.batch, True, "cuda") if decode == "device" else \
-            bench_sempos(images, "auto", args.batch * 8, args.batch, False, "cuda")
-        row = {"loader": f"sempos decode={decode} -> {args.algo} r50_224", "device": torch.cuda.get_device_name(),
+        crops = bench_sempos(images, "auto", args.batch * 4, args.batch, decode == "device", device)
+        row = {"loader": f"sempos decode={decode} -> {args.algo} {args.arch}/{args.crop}",
+               "device": torch.cuda.get_device_name() if cuda else "cpu",
                "batch": args.batch, "real_pairs_s": round(real, 1), "synthetic_pairs_s": round(synth, 1),
                "real_vs_synthetic": round(real / synth, 3), "loader_only_pairs_s": round(crops["pairs_s"], 1),
                "cpu_workers": loader.SETTINGS.resolved_workers()}
         rows.append(row)
         print(row, flush=True)
         del trainer
-        torch.cuda.empty_cache()
+        if cuda:
+            torch.cuda.empty_cache()
     return rows
 
 
@@ -252,13 +261,19 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--skip-cpu", action="store_true", help="GPU mode: only the GPU rows")
+    ap.add_argument("--feed", action="store_true", help="also the loader-feeding-the-model rows on --device "
+                    "(implied by --device cuda; on cpu only a smoke run of that code)")
+    ap.add_argument("--arch", default="resnet50")
+    ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--crop", type=int, default=224)
     ap.add_argument("--out", default="results/bench/loader.csv")
     args = ap.parse_args()
     torch.set_num_threads(1)  # the main process: one core, like a training job's loader side
     rows = [] if args.skip_cpu else cpu_table(args)
-    if args.device == "cuda":
-        args.batch = max(args.batch, 256)
-        rows += gpu_rows(args)
+    if args.device == "cuda" or args.feed:
+        if args.device == "cuda":
+            args.batch = max(args.batch, 256)
+        rows += feed_rows(args, args.device)
     import pandas as pd
 
     df = pd.DataFrame(rows)

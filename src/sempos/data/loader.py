@@ -193,7 +193,7 @@ def _device_iter(table: ShardTable, tasks: Iterable[Task], device: torch.device)
         datas = [as_tensor(table.read(int(r))) for r in np.unique(task.rows).tolist()]
         if not cuda:
             return run_task_on(table, task, datas, device), None
-        with torch.cuda.stream(side):
+        with torch.cuda.device(device), torch.cuda.stream(side):  # this thread's current device is not the rank's
             out = run_task_on(table, task, datas, device)
             done = torch.cuda.Event()
             done.record(side)

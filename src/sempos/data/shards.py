@@ -27,6 +27,7 @@ from .checksum import file_digest
 FORMAT = "sempos-jpeg-shards-v1"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MAX_OPEN = 256  # shard descriptors kept open per process
 
 
 def shard_name(split: str, k: int) -> str:
@@ -103,6 +104,10 @@ class ShardTable:
         s = int(self.shard[row])
         fd = self._fds.get(s)
         if fd is None:
+            if len(self._fds) >= MAX_OPEN:  # many small shards: stay far below the per-process descriptor limit
+                for old in self._fds.values():
+                    os.close(old)
+                self._fds.clear()
             try:
                 fd = self._fds[s] = os.open(self.root / self.files[s], os.O_RDONLY)
             except OSError as exc:

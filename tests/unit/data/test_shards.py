@@ -161,3 +161,12 @@ def test_table_round_trips_and_reopens_after_pickling(tmp_path):
     again = pickle.loads(pickle.dumps(shards.ShardTable.from_dict(table.to_dict(), table.root)))
     assert again.read(2) == table.read(2) and again.names() == table.names()
     assert torch.equal(torch.as_tensor(again.width), torch.as_tensor(table.width))
+
+
+def test_open_shard_descriptors_stay_bounded(tmp_path, monkeypatch):
+    items = _items(tmp_path, n=8)
+    table, _ = pack_split(items, "train", tmp_path / "out", PackSettings(shard_images=2))
+    monkeypatch.setattr(shards, "MAX_OPEN", 2)
+    for row in [0, 2, 4, 6, 1, 7, 3, 5]:
+        assert table.read(row) == open(items[row].path, "rb").read()
+        assert len(table._fds) <= 2
