@@ -130,7 +130,7 @@ def pack_split(items: Sequence[SourceItem], split: str, out_dir: Path, settings:
     chunks = [list(items[i:i + n]) for i in range(0, len(items), n)]
     jobs = [(c, split, k, out_dir, settings, _plan_digest(c, settings), fix) for k, c in enumerate(chunks)]
     quiet = bool(os.environ.get("CI")) or not os.isatty(2)
-    if workers > 0 and len(jobs) > 1:
+    if workers > 1 and len(jobs) > 1:
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
             metas = list(tqdm(pool.map(_write_shard, jobs), total=len(jobs), desc=f"pack {split}", disable=quiet))

@@ -85,7 +85,7 @@ def test_a_killed_pack_leaves_nothing_partial_and_resumes(tmp_path, monkeypatch)
 def test_shards_do_not_depend_on_the_number_of_workers(tmp_path):
     items = _items(tmp_path, n=12)
     a, _ = pack_split(items, "train", tmp_path / "a", PackSettings(max_side=24, shard_images=3), workers=0)
-    b, _ = pack_split(items, "train", tmp_path / "b", PackSettings(max_side=24, shard_images=3), workers=2)
+    b, _ = pack_split(items, "train", tmp_path / "b", PackSettings(max_side=24, shard_images=3), workers=2)  # a pool
     assert a.sha256 == b.sha256 and np.array_equal(a.offset, b.offset) and np.array_equal(a.height, b.height)
 
 
