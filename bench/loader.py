@@ -23,7 +23,6 @@ pairs/cpu-s much less so.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import resource
 import sys
