@@ -27,11 +27,16 @@ from typing import Callable, Mapping
 
 import yaml
 
+from .data.kinds import is_encoded
+
 Wc = Mapping[str, str]
 Paths = dict[str, "str | list[str]"]
 
 RAW = "data/raw/{ds}/"  # a directory: every verified raw file plus MANIFEST.json
 PREPARED = "data/prepared/{ds}.pt"
+# JPEG datasets: the pack manifest. The shard files beside it (data/shards/{ds}/) are not declared outputs:
+# Snakemake and DVC delete declared outputs before a rerun, and a pack must resume from its finished shards.
+SHARDS = "data/shards/{ds}.pt"
 BACKBONE = "runs/{ds}/{method}/seed{seed}/backbone.pt"
 HISTORY = "runs/{ds}/{method}/seed{seed}/history.csv"
 POSITIVES = "runs/{ds}/{method}/seed{seed}/positives.json"
@@ -208,6 +213,27 @@ def mined_runs(p: dict) -> list[dict]:
     return [r for r in runs(p) if is_mined(p, r["method"])]
 
 
+def encoded_datasets(p: dict) -> list[str]:
+    return [d for d in needed_datasets(p) if is_encoded(d)]
+
+
+def _download_params(p: dict, wc: Wc) -> list[str]:
+    # Where the manual copy lives and which label-subset lists to fetch (present keys only).
+    if not is_encoded(wc["ds"]) or wc["ds"] != pretrain_ds(p):
+        return []
+    return [f"data.{k}" for k in ("root", "semi_fractions") if k in p["data"]]
+
+
+def _prepare_inputs(p: dict, wc: Wc) -> Paths:
+    return {"raw": fill(RAW, wc), **({"shards": fill(SHARDS, wc)} if is_encoded(wc["ds"]) else {})}
+
+
+def _linear_inputs(p: dict, wc: Wc) -> Paths:
+    if p["eval"]["linear"].get("protocol", "features") == "augmented":
+        return {"backbone": fill(BACKBONE, wc), "prepared": fill(PREPARED, wc)}
+    return {"features": _features(wc, wc["ds"])}
+
+
 def _pretrain_inputs(p: dict, wc: Wc) -> Paths:
     pairs = {"pairs": fill(PAIRS, wc)} if is_mined(p, wc["method"]) else {}
     return {"prepared": fill(PREPARED, wc), **pairs}
@@ -247,12 +273,18 @@ STAGES: dict[str, Stage] = {
     for s in [
         Stage(
             name="download", wildcards=("ds",), outputs={"raw": RAW},
-            inputs=lambda p, wc: {}, params=lambda p, wc: [],
+            inputs=lambda p, wc: {}, params=_download_params,
             instances=lambda p: [{"ds": d} for d in needed_datasets(p)],
         ),
         Stage(
-            name="prepare", wildcards=("ds",), outputs={"prepared": PREPARED},
+            name="pack", wildcards=("ds",), outputs={"shards": SHARDS},
             inputs=lambda p, wc: {"raw": fill(RAW, wc)},
+            params=lambda p, wc: ["data.pack"] if "pack" in p["data"] else [],
+            instances=lambda p: [{"ds": d} for d in encoded_datasets(p)],
+        ),
+        Stage(
+            name="prepare", wildcards=("ds",), outputs={"prepared": PREPARED},
+            inputs=_prepare_inputs,
             params=lambda p, wc: ["data"] if wc["ds"] == pretrain_ds(p) else [],
             instances=lambda p: [{"ds": d} for d in needed_datasets(p)],
         ),
@@ -284,7 +316,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             name="linear", wildcards=("ds", "method", "seed"), outputs={"metrics": LINEAR},
-            inputs=lambda p, wc: {"features": _features(wc, wc["ds"])},
+            inputs=_linear_inputs,
             params=lambda p, wc: ["eval.linear"], instances=runs,
             heavy=True,
         ),
@@ -341,7 +373,7 @@ def _code_digests(modules: tuple[str, ...]) -> dict[str, str]:
 # --- rendering: Snakemake rule files and dvc.yaml ------------------------------------------------------
 
 # Which .smk file holds which stages' rules (python -m sempos.pipeline smk writes them).
-RULE_FILES = {"data": ("download", "prepare"), "pretrain": ("pretrain", "mine"),
+RULE_FILES = {"data": ("download", "pack", "prepare"), "pretrain": ("pretrain", "mine"),
               "eval": ("embed", "knn", "linear", "transfer", "semisup", "detect"), "report": ("report",)}
 RULE_TEMPLATE = """
 rule {name}:

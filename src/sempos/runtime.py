@@ -44,6 +44,10 @@ def resolve(cfg: Mapping) -> Runtime:
         amp = None
     cl = cfg.get("channels_last", "auto")
     progress = wanted(cfg)
+    from .data import loader
+
+    # Encoded (JPEG) datasets only: decode processes and where decoding runs (sempos.data.loader).
+    loader.configure(workers=cfg.get("loader_workers", "auto"), decode=cfg.get("decode", "auto"))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True

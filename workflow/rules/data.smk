@@ -16,6 +16,22 @@ rule download:
     shell:
         SMK.shell("download")
 
+rule pack:
+    input:
+        unpack(SMK.input("pack")),
+    output:
+        **SMK.output("pack"),
+    log:
+        SMK.log("pack"),
+    params:
+        sections=SMK.sections("pack"),
+        code=SMK.code("pack"),
+    threads: SMK.threads("pack")
+    resources:
+        gpu=SMK.gpus("pack"),
+    shell:
+        SMK.shell("pack")
+
 rule prepare:
     input:
         unpack(SMK.input("prepare")),

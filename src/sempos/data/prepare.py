@@ -23,29 +23,13 @@ import torch
 from .. import digests
 from ..errors import DatasetError
 from ..io import load_torch, save_torch
-from .registry import get
-
-SPLIT_SEED = 0
+from .catalog import get
+from .kinds import is_encoded
+from .shards import FORMAT
+from .splits import SPLIT_SEED, balanced_subset
 # What a damaged archive or gzip stream raises while a loader reads it.
 CORRUPT_RAW = (EOFError, zlib.error, gzip.BadGzipFile, tarfile.TarError, zipfile.BadZipFile, pickle.UnpicklingError,
                OSError, ValueError)
-
-
-def balanced_subset(labels: np.ndarray, pool: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """A class-balanced subset of `pool` holding `fraction` of it (at least one image per class)."""
-    rng = np.random.default_rng(seed)
-    classes = np.unique(labels[pool])
-    per_class = max(1, int(round(fraction * len(pool) / len(classes))))
-    picked = []
-    for c in classes:
-        members = pool[labels[pool] == c]
-        if len(members) < per_class:
-            raise DatasetError(
-                f"class {c} has {len(members)} images, fewer than the {per_class} a balanced "
-                f"{fraction:.2%} subset needs; lower the fraction"
-            )
-        picked.append(rng.choice(members, size=per_class, replace=False))
-    return np.sort(np.concatenate(picked))
 
 
 def split_indices(labels: np.ndarray, val_size: int, train_subset: int, fractions: Sequence[float]) -> dict:
@@ -118,6 +102,12 @@ def _append_unlabeled(arrays, splits: dict):
 
 def prepare(name: str, raw_root: Path, out: Path, data_cfg: Mapping | None = None) -> Path:
     data_cfg = dict(data_cfg or {})
+    if is_encoded(name):
+        from .encoded import prepare_encoded
+
+        # data/raw/<ds>/ (download's record) and data/shards/<ds>.pt (the pack stage's manifest).
+        return prepare_encoded(name, Path(raw_root) / name, Path(raw_root).parent / "shards" / f"{name}.pt", out,
+                               data_cfg)
     spec = get(name)
     raw_dir = raw_root / name
     if spec.files and not (raw_dir / "MANIFEST.json").exists():
@@ -194,18 +184,23 @@ def content_sha256(data: dict) -> str:
 
 
 def load_prepared(path: str | Path) -> dict:
-    """The prepared dataset, checked against the content_sha256 it was written with.
+    """The prepared payload, checked: an in-memory dataset against the content_sha256 it was written with;
+    for encoded datasets train_x/test_x are ShardImages (shard files checked by sempos.data.encoded).
 
-    The check costs ~25 ms for the default's 20 MB file (measured, cpu2); its verdict is remembered per
-    file (size, mtime, inode), so a large prepared file is hashed once, not by every job that reads it.
+    The check costs ~25 ms for the default's 20 MB file (measured, cpu2, contended); its verdict is remembered
+    per file (size, mtime, inode), so a large prepared file is hashed once, not by every job that reads it.
     """
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"prepared dataset {path} not found: run the prepare stage (snakemake {path})")
-    data = load_torch(path)
+    payload = load_torch(path)
+    if payload.get("format") == FORMAT:
+        from .encoded import load_encoded
+
+        return load_encoded(payload, path)
     if not digests.verdict(path, "content_sha256_ok"):
-        if "content_sha256" not in data or content_sha256(data) != data["content_sha256"]:
+        if "content_sha256" not in payload or content_sha256(payload) != payload["content_sha256"]:
             raise DatasetError(f"{path} fails its content_sha256 check (corrupt or edited); delete it and rerun "
                                f"the prepare stage (snakemake {path})")
         digests.remember(path, "content_sha256_ok")
-    return data
+    return payload

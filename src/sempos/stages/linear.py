@@ -1,4 +1,5 @@
-"""Linear probe on frozen, standardised features; last-epoch top-1/top-5."""
+"""Linear evaluation: the probe on precomputed frozen features (protocol: features, the default), or MoCo's
+protocol on RRC + flip views of the training images through the frozen backbone (protocol: augmented)."""
 
 import logging
 
@@ -11,12 +12,22 @@ log = logging.getLogger(__name__)
 
 
 def body(params, args):
-    resolve(params["runtime"])  # thread count
-    feats = load_torch(args.inputs["features"])
+    rt = resolve(params["runtime"])  # thread count
     cfg = params["eval"]["linear"]
-    acc = linear_probe(feats["train_f"], feats["train_y"], feats["test_f"], feats["test_y"], feats["num_classes"],
-                       epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
-                       weight_decay=cfg["weight_decay"], seed=int(args.seed))
+    if cfg.get("protocol", "features") == "augmented":
+        from ..data.prepare import load_prepared
+        from ..eval.linear import linear_augmented
+        from ..models.checkpoint import load_backbone
+
+        data = load_prepared(args.inputs["prepared"])
+        bb, norm, _ = load_backbone(args.inputs["backbone"], rt.device)
+        acc = linear_augmented(bb, norm, data["train_x"], data["train_y"], data["splits"]["train"], data["test_x"],
+                               data["test_y"], len(data["classes"]), cfg, seed=int(args.seed), device=rt.device)
+    else:
+        feats = load_torch(args.inputs["features"])
+        acc = linear_probe(feats["train_f"], feats["train_y"], feats["test_f"], feats["test_y"], feats["num_classes"],
+                           epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
+                           weight_decay=cfg["weight_decay"], seed=int(args.seed))
     log.info("%s seed %s: linear top-1 %.2f, top-5 %.2f", args.method, args.seed, acc["top1"], acc["top5"])
     save_json({"method": args.method, "seed": int(args.seed), "dataset": args.ds, **cfg, **acc},
               args.outputs["metrics"])

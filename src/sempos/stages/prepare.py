@@ -1,4 +1,5 @@
-"""Verified raw files -> one tensor file: uint8 images, labels, and the fixed split index lists."""
+"""Verified raw files -> one tensor file: uint8 images, labels, and the fixed split index lists (or, for an
+encoded JPEG dataset, the index over the pack stage's shards)."""
 
 from pathlib import Path
 
@@ -7,7 +8,13 @@ from .common import run_stage
 
 
 def body(params, args):
-    prepare(args.ds, Path(args.inputs["raw"]).parent, Path(args.outputs["prepared"]), params["data"])
+    raw, out = Path(args.inputs["raw"]), Path(args.outputs["prepared"])
+    if "shards" in args.inputs:  # the stage table lists the pack manifest for encoded datasets only
+        from ..data.encoded import prepare_encoded
+
+        prepare_encoded(args.ds, raw, Path(args.inputs["shards"]), out, dict(params["data"]))
+    else:
+        prepare(args.ds, raw.parent, out, params["data"])
 
 
 if __name__ == "__main__":
