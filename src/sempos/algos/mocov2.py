@@ -40,9 +40,10 @@ class MoCoV2(Algorithm):
     name = "mocov2"
     HPARAMS = {"temperature": 0.2, "queue_size": 4096, "ema": 0.99, "proj_hidden": 512,
                "proj_dim": 128, "symmetric": True}
+    SWITCHES = frozenset({"multi_positive", "mask_partners"})
 
-    def __init__(self, backbone, hp, num_train):
-        super().__init__(backbone, hp, num_train)
+    def __init__(self, backbone, hp, num_train, **switches):
+        super().__init__(backbone, hp, num_train, **switches)
         self.projector = mlp(backbone.feat_dim, self.hp["proj_hidden"], self.hp["proj_dim"], layers=2)
         self.backbone_k = self.momentum_copy(self.backbone)
         self.projector_k = self.momentum_copy(self.projector)

@@ -17,8 +17,8 @@ class MoCoV3(Algorithm):
     HPARAMS = {"temperature": 0.2, "proj_hidden": 512, "proj_dim": 128, "pred_hidden": 512,
                "ema": 0.99, "ema_cosine": True, "scale_2tau": True, "pred_last_bn": True}
 
-    def __init__(self, backbone, hp, num_train):
-        super().__init__(backbone, hp, num_train)
+    def __init__(self, backbone, hp, num_train, **switches):
+        super().__init__(backbone, hp, num_train, **switches)
         h = self.hp
         self.projector = mlp(backbone.feat_dim, h["proj_hidden"], h["proj_dim"], layers=3, last_bn=True)
         self.predictor = mlp(h["proj_dim"], h["pred_hidden"], h["proj_dim"], layers=2, last_bn=h["pred_last_bn"])
