@@ -27,3 +27,17 @@ def test_each_algorithm_trains_and_loss_goes_down(tmp_path, algo):
     if algo not in ("mocov2", "nnclr", "snclr"):
         # Queue/bank methods see harder negatives as their memory fills, so only these must go down.
         assert losses[-1] < losses[0], losses
+
+
+def test_algorithm_checks_its_own_hyper_parameters_without_config_validation():
+    from sempos.algos.simclr import SimCLR
+    from sempos.errors import ConfigError
+    from sempos.models.resnet import build_backbone
+
+    bb = build_backbone("resnet18_cifar", width=2, in_channels=1)
+    with pytest.raises(ConfigError, match=r"simclr: unknown hyper-parameters \['queue_size', 'temprature'\]"):
+        SimCLR(bb, {"temprature": 0.5, "queue_size": 8}, 10)
+    # The method entry's algo and positives ride along; given values override the defaults, no others.
+    m = SimCLR(bb, {"algo": "simclr", "positives": {"source": "augment"}, "temperature": 0.5}, 10)
+    assert m.hp == {"temperature": 0.5, "proj_hidden": 512, "proj_dim": 128}
+    assert m.num_train == 10 and m.backbone is bb

@@ -344,7 +344,7 @@ def test_pair_file_roundtrip_hash_and_bad_files(tmp_path):
     text = path.read_text()
     assert text.splitlines()[:2] == ["i,j,cos", "3,7,0.500000"]
     assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert not list(path.parent.glob(".*part"))  # atomic: no temporary left behind
+    assert sorted(f.name for f in path.parent.iterdir()) == ["spps.csv"]  # no temporary left behind
     p2, c2 = read_pairs(path)
     assert torch.equal(p2, pairs) and torch.allclose(c2[:2], cos[:2]) and math.isnan(c2[2])
     assert write_pairs(tmp_path / "again.csv", pairs, cos) == sha  # deterministic bytes
@@ -361,3 +361,35 @@ def test_pair_file_roundtrip_hash_and_bad_files(tmp_path):
         read_pairs(tmp_path / "nope.csv")
     with pytest.raises(ValueError, match="cosines"):
         write_pairs(tmp_path / "x.csv", pairs, cos[:2])
+
+
+
+def _left_after_an_interrupted_write(tmp_path, monkeypatch):
+    """What write_pairs leaves in its folder when the write dies half-way (disk full)."""
+    real = Path.write_text
+
+    def half_then_fail(self, text, *args, **kwargs):
+        real(self, text[: len(text) // 2], *args, **kwargs)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Path, "write_text", half_then_fail)
+    path = tmp_path / "sub" / "spps.csv"
+    with pytest.raises(OSError, match="disk full"):
+        write_pairs(path, torch.tensor([[3, 7], [7, 3], [10, 2]]), torch.tensor([0.5, 0.25, 0.125]))
+    monkeypatch.undo()
+    return sorted(f.name for f in path.parent.iterdir())
+
+
+def test_an_interrupted_pair_file_write_leaves_nothing_under_the_final_name(tmp_path, monkeypatch):
+    assert _left_after_an_interrupted_write(tmp_path, monkeypatch) == []  # no partial file, no temporary
+
+
+def test_the_interrupted_write_check_catches_a_direct_writer(tmp_path, monkeypatch):
+    import sempos.mining.sampler as sampler
+
+    def direct(text, path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+
+    monkeypatch.setattr(sampler, "save_text", direct)
+    assert _left_after_an_interrupted_write(tmp_path, monkeypatch) == ["spps.csv"]  # half a file, final name

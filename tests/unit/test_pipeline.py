@@ -1,0 +1,114 @@
+"""The stage table: every stage's command, and the inputs/outputs/params of representative instances."""
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from sempos.config import load_params
+from sempos import pipeline
+from sempos.pipeline import STAGES, dvc_yaml, fill, instance_name
+
+REPO = Path(__file__).resolve().parents[2]
+RUN = {"ds": "fmnist", "method": "simclr", "seed": "0"}
+
+
+@pytest.fixture(scope="module")
+def p():
+    return load_params(REPO / "params.yaml")
+
+
+def _wc(stage):
+    return {k: f"<{k}>" for k in stage.wildcards}
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_every_command_runs_its_stage_module_with_params_and_each_wildcard(name):
+    stage = STAGES[name]
+    argv = shlex.split(stage.command("cfg/p.yaml", _wc(stage)))
+    assert argv[:5] == ["python", "-m", f"sempos.stages.{name}", "--params", "cfg/p.yaml"]
+    assert argv[5:] == [t for k in stage.wildcards for t in (f"--{k}", f"<{k}>")]
+    assert (REPO / "src" / "sempos" / "stages" / f"{name}.py").exists()
+
+
+def test_commands_with_gpus_go_through_the_launcher():
+    cmd = STAGES["pretrain"].command("p.yaml", RUN, python="py", gpus=2)
+    assert cmd == ("py -m sempos.launch --gpus 2 -- py -m sempos.stages.pretrain --params p.yaml "
+                   "--ds fmnist --method simclr --seed 0")
+    assert STAGES["knn"].command("p.yaml", RUN) == "python -m sempos.stages.knn --params p.yaml --ds fmnist " \
+                                                   "--method simclr --seed 0"
+    assert STAGES["report"].command("p.yaml", {}) == "python -m sempos.stages.report --params p.yaml"
+
+
+def test_gpus_are_asked_for_by_heavy_stages_only(p):
+    q = {**p, "runtime": {**p["runtime"], "gpus_per_job": 2}}
+    assert {n: s.gpus(q) for n, s in STAGES.items() if s.gpus(q)} == \
+        {n: 2 for n in ("mine", "pretrain", "embed", "linear", "semisup", "detect")}
+    assert STAGES["pretrain"].gpus({**p, "runtime": {"threads": 1}}) == 0
+
+
+def test_representative_inputs_and_outputs(p):
+    sepp = {**RUN, "method": "simclr_sepp"}
+    assert STAGES["pretrain"].inputs(p, RUN) == ["data/prepared/fmnist.pt"]
+    assert STAGES["pretrain"].inputs(p, sepp) == ["data/prepared/fmnist.pt", "pairs/fmnist/simclr_sepp/seed0.csv"]
+    assert [fill(o, RUN) for o in STAGES["pretrain"].outputs] == [
+        "runs/fmnist/simclr/seed0/backbone.pt", "runs/fmnist/simclr/seed0/history.csv",
+        "runs/fmnist/simclr/seed0/positives.json"]
+    assert STAGES["mine"].inputs(p, sepp) == ["runs/fmnist/simclr/seed0/backbone.pt", "data/prepared/fmnist.pt"]
+    assert [fill(o, sepp) for o in STAGES["mine"].outputs] == ["pairs/fmnist/simclr_sepp/seed0.csv",
+                                                               "pairs/fmnist/simclr_sepp/seed0.json"]
+    heldout = {**RUN, "target": "fmnist_heldout"}
+    assert STAGES["transfer"].inputs(p, heldout) == ["features/fmnist/simclr/seed0/fmnist.pt"]
+    assert fill(STAGES["transfer"].outputs[0], heldout) == \
+        "results/transfer/fmnist_heldout/fmnist/simclr/seed0/metrics.json"
+    assert STAGES["knn"].inputs(p, RUN) == ["features/fmnist/simclr/seed0/fmnist.pt"]
+    assert STAGES["embed"].inputs(p, {**RUN, "target": "cifar10"}) == ["runs/fmnist/simclr/seed0/backbone.pt",
+                                                                      "data/prepared/cifar10.pt"]
+    assert fill(STAGES["semisup"].outputs[0], {**RUN, "frac": "10"}) == \
+        "results/semisup/fmnist/simclr/seed0/frac10/metrics.json"
+    assert fill(STAGES["download"].outputs[0], {"ds": "fmnist"}) == "data/raw/fmnist"  # a directory
+    assert pipeline.final_targets(p) == ["results/report.md", "results/tables", "results/plots"]
+
+
+def test_representative_params_sections(p):
+    assert STAGES["pretrain"].params(p, RUN) == ["backbone", "pretrain", "augment", "methods.simclr"]
+    assert STAGES["mine"].params(p, {**RUN, "method": "simclr_sepp"}) == ["methods.simclr_sepp.positives"]
+    assert STAGES["prepare"].params(p, {"ds": "fmnist"}) == ["data"]
+    assert STAGES["prepare"].params(p, {"ds": "cifar10"}) == []  # a transfer target: data.* is not its recipe
+    assert STAGES["knn"].params(p, RUN) == ["eval.knn"]
+
+
+def test_instances_follow_methods_seeds_and_sources(p):
+    runs = pipeline.runs(p)
+    assert len(runs) == len(p["methods"]) * len(p["seeds"]) and RUN in runs
+    mined = [r["method"] for r in STAGES["mine"].instances(p)]
+    assert mined and set(mined) == {m for m in p["methods"] if pipeline.is_mined(p, m)}
+    assert "simclr_sepp" in mined and "simclr" not in mined
+    assert pipeline._frac(10.0) == "10" and pipeline._frac(0.5) == "0.5"
+    assert pipeline.dataset_of_target("fmnist_heldout") == "fmnist"
+    report = STAGES["report"].inputs(p, {})
+    assert "results/knn/fmnist/simclr/seed0/metrics.json" in report
+    assert "pairs/fmnist/simclr_sepp/seed0.json" in report and "pairs/fmnist/simclr/seed0.json" not in report
+
+
+def test_dvc_entries_name_the_params_file_when_it_is_not_the_default(p):
+    entry = dvc_yaml(p, "cfg/p.yaml")["stages"]["knn-fmnist-simclr-seed0"]
+    assert entry["cmd"].split()[3:5] == ["--params", "cfg/p.yaml"]
+    assert entry["params"] == [{"cfg/p.yaml": ["eval.knn"]}]
+    assert entry["deps"][0] == "features/fmnist/simclr/seed0/fmnist.pt"
+    assert dvc_yaml(p)["stages"]["knn-fmnist-simclr-seed0"]["params"] == ["eval.knn"]
+    assert instance_name(STAGES["semisup"], {**RUN, "frac": "1"}) == "semisup-fmnist-simclr-seed0-1"
+    assert instance_name(STAGES["report"], {}) == "report"
+
+
+def test_snakemake_rules_take_the_command_from_the_table(monkeypatch):
+    view = pipeline.SnakemakeView({"runtime": {"threads": 3, "gpus_per_job": 0}}, "p.yaml")
+    shell = shlex.split(view.shell("knn"))
+    assert shell[1:] == ["-m", "sempos.stages.knn", "--params", "{params.file}", "--ds", "{wildcards.ds}",
+                         "--method", "{wildcards.method}", "--seed", "{wildcards.seed}"]
+    assert view.threads("pretrain") == 3 and view.threads("knn") == 1
+    gpu = pipeline.SnakemakeView({"runtime": {"threads": 1, "gpus_per_job": 1}}, "p.yaml")
+    assert "-m sempos.launch --gpus {resources.gpu} --" in gpu.shell("pretrain")
+    monkeypatch.setitem(pipeline.RULE_FILES, "eval", ("embed",))
+    with pytest.raises(RuntimeError, match="knn"):
+        pipeline.render_smk()
