@@ -125,13 +125,13 @@ class Algorithm(nn.Module):
         return target
 
 
-@torch.no_grad()
 def ema_update(pairs: list[tuple[nn.Module, nn.Module]], m: float) -> None:
     """target <- m * target + (1 - m) * online, for all pairs at once (foreach kernels)."""
-    online, target = [], []
-    for o, t in pairs:
-        online += list(o.parameters())
-        target += list(t.parameters())
-    if target:
-        torch._foreach_mul_(target, m)
-        torch._foreach_add_(target, online, alpha=1 - m)
+    with torch.no_grad():
+        online, target = [], []
+        for o, t in pairs:
+            online += list(o.parameters())
+            target += list(t.parameters())
+        if target:
+            torch._foreach_mul_(target, m)
+            torch._foreach_add_(target, online, alpha=1 - m)

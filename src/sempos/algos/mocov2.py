@@ -21,19 +21,19 @@ class KeyQueue(torch.nn.Module):
         # The image each key came from (-1: initial random keys), to mask known false negatives.
         self.register_buffer("ids", torch.full((size,), -1, dtype=torch.long))
 
-    @torch.no_grad()
     def push(self, k: torch.Tensor, ids: torch.Tensor | None = None) -> None:
         """Enqueue the keys of the global batch (gathered in rank order), so every rank's queue is equal."""
-        k = dist.gather(k)
-        ids = torch.full((k.shape[0],), -1, dtype=torch.long, device=k.device) if ids is None else dist.gather(ids)
-        size = self.keys.shape[0]
-        n = k.shape[0]
-        if n > size:
-            k, ids, n = k[-size:], ids[-size:], size
-        rows = (self.ptr + torch.arange(n, device=k.device)) % size
-        self.keys[rows] = k.to(self.keys.dtype)
-        self.ids[rows] = ids.to(self.ids.device)
-        self.ptr.copy_((self.ptr + n) % size)
+        with torch.no_grad():
+            k = dist.gather(k)
+            ids = torch.full((k.shape[0],), -1, dtype=torch.long, device=k.device) if ids is None else dist.gather(ids)
+            size = self.keys.shape[0]
+            n = k.shape[0]
+            if n > size:
+                k, ids, n = k[-size:], ids[-size:], size
+            rows = (self.ptr + torch.arange(n, device=k.device)) % size
+            self.keys[rows] = k.to(self.keys.dtype)
+            self.ids[rows] = ids.to(self.ids.device)
+            self.ptr.copy_((self.ptr + n) % size)
 
 
 class MoCoV2(Algorithm):
@@ -52,21 +52,21 @@ class MoCoV2(Algorithm):
     def momentum_pairs(self):
         return [(self.backbone, self.backbone_k), (self.projector, self.projector_k)]
 
-    @torch.no_grad()
     def _keys(self, x: torch.Tensor, batch: Batch) -> torch.Tensor:
-        if dist.world_size() == 1:
-            return F.normalize(self.projector_k(self.backbone_k(x)).float(), dim=1)
-        # Shuffle-BN (MoCo): keys are computed on a batch shuffled across processes, so BN statistics
-        # cannot leak which query a key belongs to. The permutation is a function of the step, shared by all.
-        xs = dist.gather(x)
-        g = torch.Generator().manual_seed(batch.epoch * 1_000_003 + batch.step)
-        perm = torch.randperm(xs.shape[0], generator=g).to(x.device)
-        n, r = x.shape[0], dist.rank()
-        k = F.normalize(self.projector_k(self.backbone_k(xs[perm[r * n:(r + 1) * n]])).float(), dim=1)
-        ks = dist.gather(k)
-        k_all = torch.empty_like(ks)
-        k_all[perm] = ks
-        return k_all[r * n:(r + 1) * n]
+        with torch.no_grad():
+            if dist.world_size() == 1:
+                return F.normalize(self.projector_k(self.backbone_k(x)).float(), dim=1)
+            # Shuffle-BN (MoCo): keys are computed on a batch shuffled across processes, so BN statistics
+            # cannot leak which query a key belongs to. The permutation is a function of the step, shared by all.
+            xs = dist.gather(x)
+            g = torch.Generator().manual_seed(batch.epoch * 1_000_003 + batch.step)
+            perm = torch.randperm(xs.shape[0], generator=g).to(x.device)
+            n, r = x.shape[0], dist.rank()
+            k = F.normalize(self.projector_k(self.backbone_k(xs[perm[r * n:(r + 1) * n]])).float(), dim=1)
+            ks = dist.gather(k)
+            k_all = torch.empty_like(ks)
+            k_all[perm] = ks
+            return k_all[r * n:(r + 1) * n]
 
     def _loss(self, q, k, ids_q, ids_k, queue, queue_ids):
         tau = self.hp["temperature"]

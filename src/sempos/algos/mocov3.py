@@ -36,10 +36,10 @@ class MoCoV3(Algorithm):
         q1, q2 = q.float().chunk(2)
         return y1, y2, q1, q2
 
-    @torch.no_grad()
     def keys(self, x1, x2):
-        k1, k2 = self.projector_k(self.backbone_k(torch.cat([x1, x2]))).float().chunk(2)
-        return k1, k2
+        with torch.no_grad():
+            k1, k2 = self.projector_k(self.backbone_k(torch.cat([x1, x2]))).float().chunk(2)
+            return k1, k2
 
     def training_step(self, x1: torch.Tensor, x2: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         _, _, q1, q2 = self.online(x1, x2)
