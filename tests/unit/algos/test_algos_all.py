@@ -8,6 +8,7 @@ import torch
 
 from conftest import fake_prepared, tiny_settings
 from sempos.runtime import resolve
+from sempos.train.optim import lr_at
 from sempos.train.trainer import PretrainJob, Trainer
 
 RT = {"device": "cpu", "threads": 2, "precision": "fp32", "channels_last": False, "progress": False}
@@ -23,6 +24,10 @@ def test_each_algorithm_trains_and_loss_goes_down(tmp_path, algo):
     t.fit()
     losses = [h["loss"] for h in t.history[1:]]
     assert all(math.isfinite(v) for v in losses)
+    # 160 pretraining images, batch 32: 5 steps per epoch; each row logs the lr of its epoch's last step.
+    base = 0.05 * 32 / 256
+    assert [h["epoch"] for h in t.history] == [0, 1, 2, 3] and math.isnan(t.history[0]["loss"])
+    assert [h["lr"] for h in t.history[1:]] == pytest.approx([lr_at(5 * e + 4, 15, 0, base) for e in range(3)])
     assert any(not torch.equal(init[k], v) for k, v in t.model.backbone.state_dict().items())
     if algo not in ("mocov2", "nnclr", "snclr"):
         # Queue/bank methods see harder negatives as their memory fills, so only these must go down.
