@@ -112,3 +112,61 @@ def test_snakemake_rules_take_the_command_from_the_table(monkeypatch):
     monkeypatch.setitem(pipeline.RULE_FILES, "eval", ("embed",))
     with pytest.raises(RuntimeError, match="knn"):
         pipeline.render_smk()
+
+
+def test_snakemake_view_reads_inputs_outputs_and_param_sections_from_the_table(p):
+    import json
+
+    class Wildcards(dict):
+        pass
+
+    view = pipeline.SnakemakeView(p, "params.yaml")
+    wc = Wildcards({**RUN, "method": "simclr_sepp"})
+    assert view.input("pretrain")(wc) == ["data/prepared/fmnist.pt", "pairs/fmnist/simclr_sepp/seed0.csv"]
+    sections = json.loads(view.sections("mine")(wc))
+    assert sections == {"methods.simclr_sepp.positives": p["methods"]["simclr_sepp"]["positives"]}
+    assert json.loads(view.sections("knn")(Wildcards(RUN))) == {"eval.knn": p["eval"]["knn"]}
+    outs = view.output("report")
+    assert outs[0] == "results/report.md" and [str(o) for o in outs[1:]] == ["results/tables", "results/plots"]
+    assert getattr(outs[1], "flags", {}).get("directory")  # Snakemake's directory() marks the folders
+    assert view.output("knn") == ["results/knn/{ds}/{method}/seed{seed}/metrics.json"]
+
+
+def test_snakemake_params_file_is_params_yaml_itself_or_one_merged_copy(tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    config = {"a": 1, "b": {"c": [1, 2]}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(config))
+    assert pipeline.snakemake_params_file(config) == "params.yaml"
+    merged = {**config, "a": 2}
+    path = pipeline.snakemake_params_file(merged)
+    assert path.startswith(".sempos/params-") and path.endswith(".yaml")
+    assert yaml.safe_load(Path(path).read_text()) == merged
+    assert pipeline.snakemake_params_file(merged) == path  # the same config, the same file
+    assert pipeline.snakemake_params_file(config, default="missing.yaml") != "missing.yaml"
+
+
+def test_cli_writes_dvc_yaml_rule_files_and_the_stage_list(tmp_path, p):
+    import yaml
+
+    assert pipeline.main(["dvc", "--params", str(REPO / "params.yaml"), "-o", str(tmp_path / "dvc.yaml")]) == 0
+    text = (tmp_path / "dvc.yaml").read_text()
+    assert text.startswith("# GENERATED") and yaml.safe_load(text) == dvc_yaml(p, str(REPO / "params.yaml"))
+    (tmp_path / "rules").mkdir()
+    assert pipeline.main(["smk", "-o", str(tmp_path / "rules")]) == 0
+    assert sorted(f.name for f in (tmp_path / "rules").iterdir()) == sorted(f"{n}.smk" for n in pipeline.RULE_FILES)
+    assert (tmp_path / "rules" / "eval.smk").read_text() == pipeline.render_smk()["eval"]
+    assert pipeline.main(["stages", "--params", str(REPO / "params.yaml"), "-o", str(tmp_path / "s.txt")]) == 0
+    names = (tmp_path / "s.txt").read_text().splitlines()
+    assert names == [instance_name(s, wc) for s in STAGES.values() for wc in s.instances(p)]
+    over = tmp_path / "over.yaml"
+    over.write_text(yaml.safe_dump({"seeds": [0, 1]}))
+    pipeline.main(["stages", "--params", str(REPO / "params.yaml"), "--configfile", str(over),
+                   "-o", str(tmp_path / "s2.txt")])
+    assert "pretrain-fmnist-simclr-seed1" in (tmp_path / "s2.txt").read_text().split()
+
+
+def test_cli_prints_to_stdout_without_an_output_file(capsys, p):
+    assert pipeline.main(["stages", "--params", str(REPO / "params.yaml")]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == instance_name(STAGES["download"], {"ds": "fmnist"})
