@@ -169,4 +169,4 @@ def test_cli_writes_dvc_yaml_rule_files_and_the_stage_list(tmp_path, p):
 
 def test_cli_prints_to_stdout_without_an_output_file(capsys, p):
     assert pipeline.main(["stages", "--params", str(REPO / "params.yaml")]) == 0
-    assert capsys.readouterr().out.splitlines()[0] == instance_name(STAGES["download"], {"ds": "fmnist"})
+    assert capsys.readouterr().out.splitlines() == [instance_name(s, wc) for s in STAGES.values() for wc in s.instances(p)]
