@@ -104,6 +104,9 @@ def test_dvc_entries_name_the_params_file_when_it_is_not_the_default(p):
 def test_snakemake_rules_take_the_command_from_the_table(monkeypatch):
     view = pipeline.SnakemakeView({"runtime": {"threads": 3, "gpus_per_job": 0}}, "p.yaml")
     shell = shlex.split(view.shell("knn"))
+    import sys
+
+    assert shell[0] == sys.executable  # the interpreter running Snakemake, not whatever `python` is on PATH
     assert shell[1:] == ["-m", "sempos.stages.knn", "--params", "{params.file}", "--ds", "{wildcards.ds}",
                          "--method", "{wildcards.method}", "--seed", "{wildcards.seed}"]
     assert view.threads("pretrain") == 3 and view.threads("knn") == 1

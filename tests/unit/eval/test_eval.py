@@ -62,3 +62,19 @@ def test_mean_per_class_accuracy():
     y = np.array([0, 0, 0, 1])
     p = np.array([0, 0, 0, 0])
     assert mean_per_class_accuracy(y, p) == 50.0
+
+
+def test_knn_accuracy_defaults_are_the_monitor_protocol_k200_t01():
+    """The trainer's online monitor calls knn_accuracy with its defaults: k = 200, T = 0.1 (MoCo, solo-learn)."""
+    import inspect
+
+    from sempos.eval.knn import knn_accuracy
+
+    params = inspect.signature(knn_accuracy).parameters
+    assert (params["k"].default, params["temperature"].default) == (200, 0.1)
+    # T reaches the vote: 3 class-0 points at cos 0.6 outvote 1 class-1 point at cos 1 only when T is large.
+    bank = F.normalize(torch.tensor([[1.0, 0.0]] * 3 + [[0.6, 0.8]]), dim=1)
+    q = torch.tensor([[0.6, 0.8]])
+    y = torch.tensor([0, 0, 0, 1])
+    assert knn_accuracy(bank, y, q, torch.tensor([1]), 2, k=4, temperature=0.1)["top1"] == 100.0
+    assert knn_accuracy(bank, y, q, torch.tensor([1]), 2, k=4, temperature=1.0)["top1"] == 0.0

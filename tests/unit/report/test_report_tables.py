@@ -77,3 +77,13 @@ def test_collect_reads_every_metrics_file_into_one_row_per_method_and_seed(tmp_p
     assert df.loc[("simclr", 1), "knn top1"] == 72.5 and math.isnan(df.loc[("simclr", 1), "linear top1"])
     det = df.loc[("random_init", 2)]
     assert (det["det AP"], det["det AP50"], det["det AP75"]) == (1.5, 4.0, 0.5) and math.isnan(det["knn top1"])
+
+
+def test_summary_without_a_usable_baseline_has_no_deltas_and_pretty_skips_them():
+    s = summarize(per_seed(), ["nnclr", "simclr"], "ghost")  # not a method: no deltas (and no error)
+    assert not [c for c in s.columns if c.endswith("delta")] and s.index.name == "method"
+    assert list(s.index) == ["nnclr", "simclr"] and list(s["seeds"]) == [1, 2]
+    p = pretty(summarize(per_seed(), ["nnclr", "simclr"], None))
+    # nnclr (first row) has no detection value: a dash, and simclr's cell after it is still filled in.
+    assert list(p["det AP"]) == ["–", "6.00 ± 1.41"] and list(p["linear top1"]) == ["66.00", "72.00 ± 2.83"]
+    assert list(p.columns) == ["linear top1", "det AP", "seeds"] and list(p["seeds"]) == [1, 2]
