@@ -70,11 +70,19 @@ def test_knn_accuracy_defaults_are_the_monitor_protocol_k200_t01():
 
     from sempos.eval.knn import knn_accuracy
 
-    params = inspect.signature(knn_accuracy).parameters
-    assert (params["k"].default, params["temperature"].default) == (200, 0.1)
+    for fn in (knn_accuracy, knn_predict):
+        params = inspect.signature(fn).parameters
+        assert (params["k"].default, params["temperature"].default) == (200, 0.1), fn
     # T reaches the vote: 3 class-0 points at cos 0.6 outvote 1 class-1 point at cos 1 only when T is large.
     bank = F.normalize(torch.tensor([[1.0, 0.0]] * 3 + [[0.6, 0.8]]), dim=1)
     q = torch.tensor([[0.6, 0.8]])
     y = torch.tensor([0, 0, 0, 1])
     assert knn_accuracy(bank, y, q, torch.tensor([1]), 2, k=4, temperature=0.1)["top1"] == 100.0
     assert knn_accuracy(bank, y, q, torch.tensor([1]), 2, k=4, temperature=1.0)["top1"] == 0.0
+
+
+def test_knn_scores_keep_the_feature_dtype():
+    g = torch.Generator().manual_seed(1)
+    bank = F.normalize(torch.randn(20, 4, generator=g, dtype=torch.float64), dim=1)
+    scores = knn_predict(bank, torch.randint(0, 3, (20,), generator=g), bank[:5], 3, k=4)
+    assert scores.dtype == torch.float64 and scores.shape == (5, 3)

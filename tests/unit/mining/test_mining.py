@@ -393,3 +393,13 @@ def test_the_interrupted_write_check_catches_a_direct_writer(tmp_path, monkeypat
 
     monkeypatch.setattr(sampler, "save_text", direct)
     assert _left_after_an_interrupted_write(tmp_path, monkeypatch) == ["spps.csv"]  # half a file, final name
+
+
+def test_package_exports_resolve_lazily_to_their_modules():
+    import sempos.mining as mining
+    from sempos.mining import sampler, topk
+
+    assert mining.cosine_topk is topk.blocked_topk and mining.mine is sampler.mine
+    assert sorted(mining.__all__) == mining.__all__ and "read_pairs" in mining.__all__
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        mining.nope
