@@ -64,21 +64,25 @@ def test_mean_per_class_accuracy():
     assert mean_per_class_accuracy(y, p) == 50.0
 
 
-def test_knn_accuracy_defaults_are_the_monitor_protocol_k200_t01():
-    """The trainer's online monitor calls knn_accuracy with its defaults: k = 200, T = 0.1 (MoCo, solo-learn)."""
-    import inspect
+def _unit(cos):
+    return [cos, math.sqrt(1 - cos * cos)]
 
+
+def test_knn_defaults_are_the_monitor_protocol_k200_t01():
+    """The trainer's online monitor calls knn_accuracy with its defaults: k = 200, T = 0.1 (MoCo, solo-learn)."""
     from sempos.eval.knn import knn_accuracy
 
-    for fn in (knn_accuracy, knn_predict):
-        params = inspect.signature(fn).parameters
-        assert (params["k"].default, params["temperature"].default) == (200, 0.1), fn
-    # T reaches the vote: 3 class-0 points at cos 0.6 outvote 1 class-1 point at cos 1 only when T is large.
-    bank = F.normalize(torch.tensor([[1.0, 0.0]] * 3 + [[0.6, 0.8]]), dim=1)
-    q = torch.tensor([[0.6, 0.8]])
-    y = torch.tensor([0, 0, 0, 1])
-    assert knn_accuracy(bank, y, q, torch.tensor([1]), 2, k=4, temperature=0.1)["top1"] == 100.0
-    assert knn_accuracy(bank, y, q, torch.tensor([1]), 2, k=4, temperature=1.0)["top1"] == 0.0
+    q, one = torch.tensor([[1.0, 0.0]]), torch.tensor([1])
+    # k: 100 class-0 points at cos 0.5 outvote 100 class-1 points at cos 0.4999 by 100 (e^5 - e^4.999) = 15;
+    # a 201st neighbour (class 1, cos 0.4, e^4 = 55) would turn the vote.
+    bank = torch.tensor([_unit(0.5)] * 100 + [_unit(0.4999)] * 100 + [_unit(0.4)])
+    y = torch.tensor([0] * 100 + [1] * 101)
+    assert knn_predict(bank, y, q, 2).argmax().item() == 0 and knn_accuracy(bank, y, q, one, 2)["top1"] == 0.0
+    assert knn_predict(bank, y, q, 2, k=201).argmax().item() == 1
+    # T: 3 class-0 points at cos 0.6 outvote one class-1 point at cos 1 only at a high temperature.
+    bank, y = torch.tensor([_unit(0.6)] * 3 + [_unit(1.0)]), torch.tensor([0, 0, 0, 1])
+    assert knn_predict(bank, y, q, 2).argmax().item() == 1 and knn_accuracy(bank, y, q, one, 2)["top1"] == 100.0
+    assert knn_accuracy(bank, y, q, one, 2, temperature=1.1)["top1"] == 0.0
 
 
 def test_knn_scores_keep_the_feature_dtype():
