@@ -133,6 +133,11 @@ def test_snakemake_view_reads_inputs_outputs_and_param_sections_from_the_table(p
     assert outs[0] == "results/report.md" and [str(o) for o in outs[1:]] == ["results/tables", "results/plots"]
     assert getattr(outs[1], "flags", {}).get("directory")  # Snakemake's directory() marks the folders
     assert view.output("knn") == ["results/knn/{ds}/{method}/seed{seed}/metrics.json"]
+    assert not getattr(view.output("knn")[0], "flags", {}).get("directory")  # a file, not a folder
+    # Sections are dumped with sorted keys, so the rule's params string is stable across runs.
+    scrambled = {**p, "data": dict(reversed(list(p["data"].items())))}
+    text = pipeline.SnakemakeView(scrambled, "params.yaml").sections("prepare")(Wildcards({"ds": "fmnist"}))
+    assert text == json.dumps({"data": p["data"]}, sort_keys=True)
 
 
 def test_snakemake_params_file_is_params_yaml_itself_or_one_merged_copy(tmp_path, monkeypatch):

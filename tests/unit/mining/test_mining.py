@@ -338,7 +338,7 @@ def test_mine_errors(tmp_path):
 
 
 def test_pair_file_roundtrip_hash_and_bad_files(tmp_path):
-    pairs, cos = torch.tensor([[3, 7], [7, 3], [10, 2]]), torch.tensor([0.5, 0.25, float("nan")])
+    pairs, cos = torch.tensor([[3, 7], [7, 3], [10, 0]]), torch.tensor([0.5, 0.25, float("nan")])  # id 0 is valid
     path = tmp_path / "sub" / "spps.csv"
     sha = write_pairs(path, pairs, cos)
     text = path.read_text()

@@ -339,3 +339,15 @@ def test_partner_mask_equals_a_brute_force_reference_on_random_ids(seed):
         assert torch.equal(got, want), (seed, same)
         index = PartnerIndex(pairs, num_images=n + 6)
         assert torch.equal(mask_partners_as_negatives(anchors, negatives, index, same_image=same), want)
+
+
+@pytest.mark.parametrize("anchors,negatives,pairs,want", [
+    ([0], [3], [[0, 3]], True),             # a single pair is still looked up
+    ([3], [0], [[0, 3]], True),             # the largest key (3, 0) is found
+    ([3], [5, 11], [[2, 17]], False),       # 17 only in the pairs: 3*12+5 would equal the key 2*12+17
+    ([2], [19], [[1, 5]], False),           # 19 only in the negatives: 2*6+19 would equal the key 5*6+1
+])
+def test_partner_mask_encodes_pairs_without_collisions(anchors, negatives, pairs, want):
+    got = mask_partners_as_negatives(torch.tensor(anchors), torch.tensor(negatives), torch.tensor(pairs),
+                                     same_image=False)
+    assert bool(got[0, 0]) is want
