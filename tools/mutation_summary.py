@@ -1,7 +1,8 @@
 """Per-module mutation score from `mutmut results --all true` (read on stdin), as a markdown table.
 
-Score = killed / (all mutants - skipped). A timeout counts as killed (the mutant hung the tests: they noticed),
-"no tests" and "survived" count against the score. Survivors are listed below the table.
+Score = killed / (mutants checked - skipped). A timeout counts as killed (the mutant made the tests hang or
+run 15x longer: they noticed); "no tests" and "survived" count against the score. Mutants a stopped run did
+not reach ("not checked") are counted apart. Survivors are listed below the table.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ def main() -> int:
         name, status = m.groups()
         module = name.split(".x_")[0].split(".xǁ")[0]
         by_module[module][status] += 1
-        if status not in KILLED and status != "skipped":
+        if status not in KILLED and status not in ("skipped", "not checked"):
             survivors.append(f"{name}: {status}")
     total = Counter()
-    print("| module | mutants | killed | survived | no tests | timeout | score |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| module | checked | killed | survived | no tests | timeout | not reached | score |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for module in sorted(by_module):
         c = by_module[module]
         total.update(c)
@@ -40,11 +41,11 @@ def main() -> int:
 
 
 def _row(name: str, c: Counter) -> str:
-    counted = sum(c.values()) - c["skipped"]
+    counted = sum(c.values()) - c["skipped"] - c["not checked"]
     killed = sum(c[s] for s in KILLED)
-    score = 100.0 * killed / counted if counted else float("nan")
+    score = f"{100.0 * killed / counted:.1f} %" if counted else "–"
     return (f"| {name} | {counted} | {killed} | {c['survived']} | {c['no tests']} | {c['timeout']} | "
-            f"{score:.1f} % |")
+            f"{c['not checked']} | {score} |")
 
 
 if __name__ == "__main__":

@@ -403,3 +403,9 @@ def test_package_exports_resolve_lazily_to_their_modules():
     assert sorted(mining.__all__) == mining.__all__ and "read_pairs" in mining.__all__
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         mining.nope
+
+
+def test_pair_file_without_cosines_writes_nan():
+    from sempos.mining.sampler import pairs_csv
+
+    assert pairs_csv(torch.tensor([[1, 2], [0, 5]])) == "i,j,cos\n1,2,nan\n0,5,nan\n"

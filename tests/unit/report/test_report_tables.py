@@ -87,3 +87,16 @@ def test_summary_without_a_usable_baseline_has_no_deltas_and_pretty_skips_them()
     # nnclr (first row) has no detection value: a dash, and simclr's cell after it is still filled in.
     assert list(p["det AP"]) == ["–", "6.00 ± 1.41"] and list(p["linear top1"]) == ["66.00", "72.00 ± 2.83"]
     assert list(p.columns) == ["linear top1", "det AP", "seeds"] and list(p["seeds"]) == [1, 2]
+
+
+def test_write_table_files_names_caption_escaping_and_dashes(tmp_path):
+    from sempos.report.tables import markdown, write_table
+
+    df = pd.DataFrame({"knn top1": [50.0, float("nan")]}, index=pd.Index(["simclr_sepp", "nnclr"], name="method"))
+    md, csv, tex = write_table(df, tmp_path / "deep" / "er" / "main", "main table")
+    assert [p.name for p in (md, csv, tex)] == ["main.md", "main.csv", "main.tex"] and md.parent.name == "er"
+    assert md.read_text() == "<!-- main table -->\n" + markdown(df) + "\n"
+    latex = tex.read_text()
+    assert r"\caption{main table}" in latex and r"simclr\_sepp" in latex and "–" in latex
+    assert markdown(df).splitlines()[2].split("|")[1].strip() == "simclr_sepp"  # a plain index is shown
+    assert "–" in markdown(df).splitlines()[3]
