@@ -46,6 +46,7 @@ bench: setup
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/throughput.py
 	$(PY) bench/mine.py
+	$(PY) bench/loader.py
 
 # Mutation testing of the core modules with mutmut (pinned in the `mutation` extra; pyproject.toml's
 # [tool.mutmut] names the modules and the tests). Not part of `make test`; docs/results.md has the score.
