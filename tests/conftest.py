@@ -288,7 +288,7 @@ def encoded_prepared(work, per_class: int = 16, val_per_class: int = 4, crop: in
 # (a trainer mutant is not re-judged by every test that happens to train a model). Keys are module prefixes.
 MUTATION_TESTS = {
     "sempos.losses": ("unit/test_losses.py", "unit/test_neighbour_losses.py", "unit/positives/test_pairsets.py",
-                      "unit/algos/", "unit/test_ddp_bank.py"),
+                      "unit/positives/test_positive_sources.py", "unit/algos/", "unit/test_ddp_bank.py"),
     "sempos.memory_bank": ("unit/test_memory_bank.py", "unit/test_ddp_bank.py", "unit/algos/test_neighbour_algos.py"),
     "sempos.mining": ("unit/mining/",),
     "sempos.algos": ("unit/algos/", "unit/test_ddp_bank.py", "unit/test_config.py",

@@ -83,3 +83,10 @@ def test_method_settings_resolve_every_section():
     assert s["backbone"] == p["backbone"] and s["backbone"] is not p["backbone"]
     plain = method_settings(p, "mocov2")
     assert plain["augment"] == p["augment"] and plain["pretrain"] == p["pretrain"]
+
+
+def test_a_missing_top_level_section_is_reported_at_the_top_level():
+    p = params()
+    del p["methods"]
+    with pytest.raises(ConfigError, match=r"\(top level\): 'methods' is a required property"):
+        validate(p)

@@ -180,3 +180,17 @@ def test_cli_writes_dvc_yaml_rule_files_and_the_stage_list(tmp_path, p):
 def test_cli_prints_to_stdout_without_an_output_file(capsys, p):
     assert pipeline.main(["stages", "--params", str(REPO / "params.yaml")]) == 0
     assert capsys.readouterr().out.splitlines() == [instance_name(s, wc) for s in STAGES.values() for wc in s.instances(p)]
+
+
+def test_cli_defaults_to_params_yaml_and_workflow_rules_and_rejects_unknown_commands(tmp_path, monkeypatch, p):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "workflow" / "rules").mkdir(parents=True)
+    assert pipeline.main(["smk"]) == 0 and (tmp_path / "workflow/rules/eval.smk").exists()
+    assert pipeline.main(["stages", "-o", "s.txt"]) == 0  # --params defaults to ./params.yaml
+    assert (tmp_path / "s.txt").read_text().split() == [instance_name(s, wc) for s in STAGES.values()
+                                                       for wc in s.instances(p)]
+    with pytest.raises(SystemExit):
+        pipeline.main(["render"])

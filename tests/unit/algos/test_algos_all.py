@@ -46,3 +46,19 @@ def test_algorithm_checks_its_own_hyper_parameters_without_config_validation():
     m = SimCLR(bb, {"algo": "simclr", "positives": {"source": "augment"}, "temperature": 0.5}, 10)
     assert m.hp == {"temperature": 0.5, "proj_hidden": 512, "proj_dim": 128}
     assert m.num_train == 10 and m.backbone is bb
+
+
+def test_simsiam_heads_follow_the_paper():
+    """SimSiam: a 3-layer projector ending in BN (no affine), a 2-layer bottleneck predictor."""
+    from torch import nn
+
+    from sempos.algos.simsiam import SimSiam
+    from sempos.models.resnet import build_backbone
+
+    m = SimSiam(build_backbone("resnet18_cifar", width=2, in_channels=1), {"proj_hidden": 12, "proj_dim": 10,
+                                                                           "pred_hidden": 6}, 10)
+    lin = [(l.in_features, l.out_features) for l in m.projector if isinstance(l, nn.Linear)]
+    assert lin == [(m.backbone.feat_dim, 12), (12, 12), (12, 10)]
+    assert isinstance(m.projector[-1], nn.BatchNorm1d) and not m.projector[-1].affine
+    assert [(l.in_features, l.out_features) for l in m.predictor if isinstance(l, nn.Linear)] == [(10, 6), (6, 10)]
+    assert not isinstance(m.predictor[-1], nn.BatchNorm1d) and m.momentum_pairs() == []
