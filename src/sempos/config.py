@@ -64,8 +64,21 @@ def _algo_key_error(err: jsonschema.ValidationError, params: Mapping) -> str | N
 # Keys every method entry may carry whatever its algo (overrides of the shared sections).
 COMMON_METHOD_KEYS = frozenset({"algo", "pretrain", "augment", "positives"})
 MINED_SOURCES = ("mined", "study_m")
-# Variant M (the multi-positive loss over in-batch partners) is implemented for these algorithms only.
-VARIANT_M_ALGOS = ("simclr", "mocov2")
+# Sources without an extra pair list, hence without partners for the partner switches to read.
+PAIRLESS_SOURCES = ("augment", "study_s", "study_a", "study_a2", "study_m")
+# The SePP partner switches (docs/science.md §1.2) and the `positives` setting that asks for each.
+SWITCH_KEYS = {"multi_positive": "variant: M", "mask_partners": "mask_partners: true"}
+# Which algorithms implement which switches: each algorithm class declares its SWITCHES (its constructor
+# refuses any other); this copy lets params be checked without importing algorithm code, and
+# tests/unit/algos/test_partner_switches.py keeps it equal to the classes' declarations.
+ALGO_SWITCHES = {"simclr": frozenset({"multi_positive", "mask_partners"}),
+                 "mocov2": frozenset({"multi_positive", "mask_partners"})}
+
+
+def partner_switches(positives: Mapping | None) -> dict[str, bool]:
+    """The partner switches a method's `positives` entry asks for, as Algorithm constructor arguments."""
+    pos = positives or {}
+    return {"multi_positive": pos.get("variant") == "M", "mask_partners": bool(pos.get("mask_partners", False))}
 
 
 def validate(params: Mapping, source: str = "params") -> None:
@@ -131,11 +144,18 @@ def check_method_graph(methods: Mapping, source: str) -> None:
                                   f"augmented pairs (its own positives would make the DAG circular)")
         elif "from" in pos:
             raise ConfigError(f"invalid {source}: methods.{name}.positives.from only applies to mined sources")
-        if pos.get("variant") == "M" and src in ("augment", "study_s", "study_a", "study_a2", "study_m"):
-            raise ConfigError(f"invalid {source}: methods.{name}.positives.variant M needs mined, oracle or random pairs")
-        if pos.get("variant") == "M" and entry["algo"] not in VARIANT_M_ALGOS:
-            raise ConfigError(f"invalid {source}: methods.{name}: variant M is implemented for "
-                              f"{' and '.join(VARIANT_M_ALGOS)}")
+        asked = [k for k, on in partner_switches(pos).items() if on]
+        keys = " and ".join(f"positives.{SWITCH_KEYS[k]}" for k in asked)
+        if asked and src in PAIRLESS_SOURCES:
+            raise ConfigError(f"invalid {source}: methods.{name}: {keys} needs an extra pair list (positives.source "
+                              f"mined, oracle or random), not source {src}")
+        refused = [k for k in asked if k not in ALGO_SWITCHES.get(entry["algo"], ())]
+        if refused:
+            asked_txt = " and ".join(f"positives.{SWITCH_KEYS[k]}" for k in refused)
+            able = sorted(a for a, sw in ALGO_SWITCHES.items() if set(refused) <= sw)
+            hint = f" (implemented by: {', '.join(able)})" if able else ""
+            raise ConfigError(f"invalid {source}: methods.{name}: algo '{entry['algo']}' does not implement "
+                              f"{asked_txt}; drop it or choose an algo that does{hint}")
 
 
 def load_params(path: str | Path = "params.yaml", overlays: Iterable[str | Path] = ()) -> dict:
