@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, field
-from itertools import product
 from pathlib import Path
 from typing import Callable, Mapping
 
 import yaml
+
+from .config import seeds_of
 
 Wc = Mapping[str, str]
 
@@ -89,16 +90,25 @@ def needed_datasets(p: dict) -> list[str]:
 
 
 def runs(p: dict) -> list[dict]:
-    return [{"ds": pretrain_ds(p), "method": m, "seed": str(s)} for m, s in product(p["methods"], p["seeds"])]
+    """(method, seed) pairs: each method's own `seeds`, else the global list."""
+    return [{"ds": pretrain_ds(p), "method": m, "seed": str(s)} for m in p["methods"] for s in seeds_of(p, m)]
+
+
+def _chosen(p: dict, section: str) -> list[str]:
+    """eval.<section>.methods: absent or null = every method, [] = none."""
+    chosen = p["eval"][section].get("methods")
+    return list(p["methods"]) if chosen is None else list(chosen)
 
 
 def semisup_runs(p: dict) -> list[dict]:
-    return [{**r, "frac": _frac(f)} for r in runs(p) for f in p["eval"]["semisup"]["fractions"]]
+    """Fine-tuning is costly on CPU: eval.semisup.methods picks the runs."""
+    chosen = _chosen(p, "semisup")
+    return [{**r, "frac": _frac(f)} for r in runs(p) if r["method"] in chosen for f in p["eval"]["semisup"]["fractions"]]
 
 
 def detect_runs(p: dict) -> list[dict]:
-    """Detection is the costliest evaluation: eval.detection.methods picks the runs (empty = every method)."""
-    chosen = p["eval"]["detection"].get("methods") or list(p["methods"])
+    """Detection is the costliest evaluation: eval.detection.methods picks the runs."""
+    chosen = _chosen(p, "detection")
     return [r for r in runs(p) if r["method"] in chosen]
 
 
@@ -122,8 +132,17 @@ def mined_runs(p: dict) -> list[dict]:
     return [r for r in runs(p) if is_mined(p, r["method"])]
 
 
+def matched_variant(p: dict, method: str) -> str | None:
+    """The variant whose steps a compute-matched control (positives.match_steps) matches, else None."""
+    return positives_of(p, method).get("match_steps")
+
+
 def _pretrain_inputs(p: dict, wc: Wc) -> list[str]:
-    return [fill(PREPARED, wc)] + ([fill(PAIRS, wc)] if is_mined(p, wc["method"]) else [])
+    out = [fill(PREPARED, wc)] + ([fill(PAIRS, wc)] if is_mined(p, wc["method"]) else [])
+    target = matched_variant(p, wc["method"])
+    if target is not None and is_mined(p, target):
+        out.append(fill(PAIRS, {**wc, "method": target}))  # the control is sized by the variant's pair list
+    return out
 
 
 def _mine_inputs(p: dict, wc: Wc) -> list[str]:
@@ -132,7 +151,9 @@ def _mine_inputs(p: dict, wc: Wc) -> list[str]:
 
 
 def _pretrain_params(p: dict, wc: Wc) -> list[str]:
-    return ["backbone", "pretrain", "augment", f"methods.{wc['method']}"]
+    target = matched_variant(p, wc["method"])
+    return ["backbone", "pretrain", "augment", f"methods.{wc['method']}"] + (
+        [f"methods.{target}.positives"] if target is not None else [])
 
 
 def _report_inputs(p: dict, wc: Wc) -> list[str]:
@@ -142,7 +163,7 @@ def _report_inputs(p: dict, wc: Wc) -> list[str]:
         if is_mined(p, r["method"]):
             out.append(fill(PAIRS_DIAG, r))
         out += [fill(TRANSFER, {**r, "target": t}) for t in transfer_targets(p)]
-        out += [fill(SEMISUP, {**r, "frac": _frac(f)}) for f in p["eval"]["semisup"]["fractions"]]
+    out += [fill(SEMISUP, r) for r in semisup_runs(p)]
     out += [fill(DETECT, r) for r in detect_runs(p)]
     return out
 

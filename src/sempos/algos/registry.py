@@ -19,7 +19,7 @@ ALGOS: dict[str, type[Algorithm]] = {
     cls.name: cls for cls in (RandomInit, SimCLR, MoCoV2, BYOL, SimSiam, NNCLR, MoCoV3, SNCLR)
 }
 # Keys every method entry may carry whatever its algo (overrides of the shared sections).
-COMMON_METHOD_KEYS = {"algo", "pretrain", "augment", "positives"}
+COMMON_METHOD_KEYS = {"algo", "pretrain", "augment", "positives", "seeds"}
 
 
 def get(algo: str) -> type[Algorithm]:

@@ -21,12 +21,23 @@ def body(params, args):
     data = load_prepared(Path(f"data/prepared/{args.ds}.pt"))
     run_dir = Path(f"runs/{args.ds}/{args.method}/seed{args.seed}")
     pcfg = positives_cfg(settings["hp"])
-    pfile = pairs_path(args.ds, args.method, args.seed) if pcfg["source"] in MINED_SOURCES else None
-    pos = build_positives(settings["hp"], data, int(args.seed), pfile)
-    save_json(pos.report, run_dir / "positives.json")
+    match = None
+    if pcfg["match_steps"] is not None:
+        # A compute-matched control is sized by its variant's pair list (same seed: mined pairs differ by seed).
+        match = _pairs_of(params, data, pcfg["match_steps"], args).pairs
+    pos = _pairs_of(params, data, args.method, args, match)
     job = PretrainJob(settings, int(args.seed), run_dir, data, pairs=pos.pairs, partners=pos.partners,
                       positives_cfg=pcfg)
-    Trainer(job, resolve(params["runtime"])).fit()
+    trainer = Trainer(job, resolve(params["runtime"]))
+    # What the run trains on and for how long: the report compares methods by these, not by epochs alone.
+    save_json({**pos.report, **trainer.budget()}, run_dir / "positives.json")
+    trainer.fit()
+
+
+def _pairs_of(params, data, method: str, args, match=None):
+    hp = method_settings(params, method)["hp"]
+    pfile = pairs_path(args.ds, method, args.seed) if positives_cfg(hp)["source"] in MINED_SOURCES else None
+    return build_positives(hp, data, int(args.seed), pfile, match)
 
 
 if __name__ == "__main__":
