@@ -90,7 +90,7 @@ def needed_datasets(p: dict) -> list[str]:
 
 
 def runs(p: dict) -> list[dict]:
-    """(method, seed) pairs: each method's own `seeds`, else the global list."""
+    """(method, seed) pairs: the global seeds, limited by a method's own `seeds` (config.seeds_of)."""
     return [{"ds": pretrain_ds(p), "method": m, "seed": str(s)} for m in p["methods"] for s in seeds_of(p, m)]
 
 
