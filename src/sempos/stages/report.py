@@ -55,7 +55,10 @@ def body(params, args):
     tdir, pdir = RESULTS / "tables", RESULTS / "plots"
     metric_cols = tables.metric_columns(summary)
 
-    tables.write_table(per_seed.round(3), tdir / "per_seed", f"{ds}: every metric per method and seed")
+    shown = per_seed.round(3)
+    if len(budget):
+        shown.insert(0, "steps", budget["optimizer_steps"].reindex(shown.index))
+    tables.write_table(shown, tdir / "per_seed", f"{ds}: every metric per method and seed (steps: optimiser steps)")
     main_view = tables.pretty(summary)
     tables.write_table(main_view, tdir / "main", f"{ds}: mean ± std [95 % t CI] over seeds; optimiser steps per method",
                        csv=tables.tidy(summary))

@@ -83,6 +83,8 @@ def test_report_shows_statistics_controls_and_steps(workdir):
     assert "65.00 (n=1, no CI)" in md and "71.00 ± 1.00 [68.5, 73.5]" in md
     assert "1,000 train-split images" in md and "first 500 test images" in md  # the monitor says what it is
     assert "pretraining epochs: 3" not in md and "optimiser steps" in md
+    per_seed = pd.read_csv(workdir / "results/tables/per_seed.csv")
+    assert per_seed.set_index(["method", "seed"]).loc[("simclr_steps2x", 1), "steps"] == 117
     budget = (workdir / "results/tables/budget.md").read_text()
     assert "augment, steps of simclr_sepp" in budget and "117" in budget
     for name in ("accuracy.png", "deltas.png", "knn_monitor.png", "convergence_simclr.png"):
