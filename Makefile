@@ -46,6 +46,7 @@ bench: setup
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/throughput.py
 	$(PY) bench/mine.py
+	$(PY) bench/loader.py
 
 dvc-yaml: setup
 	$(PY) -m sempos.pipeline dvc -o dvc.yaml
