@@ -24,6 +24,11 @@ STUDY_SETS = {"study_s": "S", "study_a": "A", "study_a2": "A2", "study_m": "M"}
 STUDY_CONTRASTS = (("S", "A"), ("S", "A2"), ("M", "A"))
 
 
+def comparison_metrics(per_seed: pd.DataFrame) -> tuple[str, ...]:
+    """kNN and linear top-1, plus every transfer top-1 that ran (the pair-set study's claim is transfer)."""
+    return tuple(c for c in per_seed.columns if c in METRICS or (c.startswith("transfer ") and c.endswith(" top1")))
+
+
 def _pos(entry: Mapping) -> dict:
     return entry.get("positives") or {}
 
@@ -96,8 +101,9 @@ def comparison_pairs(methods: Mapping, budget: pd.DataFrame) -> list[dict]:
 
 
 def compare(per_seed: pd.DataFrame, pairs: list[dict], budget: pd.DataFrame,
-            metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
+            metrics: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Numbers only: one row per (variant, reference, metric) with the paired per-seed difference."""
+    metrics = comparison_metrics(per_seed) if metrics is None else metrics
     rows = []
     for p in pairs:
         v, r = p["variant"], p["reference"]
@@ -176,9 +182,7 @@ def study_table(per_seed: pd.DataFrame, methods: Mapping, budget: pd.DataFrame) 
     """
     long_rows, view = [], []
     for (algo, aug), sets in _study_groups(methods).items():
-        for m in METRICS:
-            if m not in per_seed.columns:
-                continue
+        for m in comparison_metrics(per_seed):
             row = {"algo": algo, "augmentation": aug, "metric": m}
             est = {}
             for s in ("S", "A", "A2", "M"):
