@@ -109,10 +109,11 @@ def curves(curves_by_method: Mapping[str, pd.DataFrame], path: Path, title: str,
     """Mean curves over seeds (from tables.curve) against optimiser steps; a 95 % CI band where n > 1."""
     fig, ax = plt.subplots(figsize=(6.0, 3.8), layout="constrained")
     vals = []
+    palette = plt.cm.tab20.colors if len(curves_by_method) > 10 else [f"C{i}" for i in range(10)]
     for i, (name, c) in enumerate(curves_by_method.items()):
         if not len(c) or c["mean"].isna().all():
             continue
-        color = f"C{i % 10}"
+        color = palette[i % len(palette)]
         ax.plot(c[x], c["mean"], marker="o", ms=3, color=color, label=f"{name} (n={int(c['n'].max())})")
         band = c[c["n"] > 1]
         if len(band):
