@@ -3,10 +3,11 @@
 # which also generates dvc.yaml, so both tools run the same commands on the same files.
 from snakemake.utils import validate
 
-from sempos.config import validate as sempos_validate
+from sempos.config import drop_removed_methods, validate as sempos_validate
 from sempos.pipeline import WILDCARD_PATTERNS, SnakemakeView, final_targets, snakemake_params_file
 
 configfile: "params.yaml"
+drop_removed_methods(config)  # an overlay's `method: null` removes that method
 validate(config, "workflow/schemas/params.schema.yaml")
 sempos_validate(config, "snakemake config")
 

@@ -62,7 +62,7 @@ def _algo_key_error(err: jsonschema.ValidationError, params: Mapping) -> str | N
 
 
 # Keys every method entry may carry whatever its algo (overrides of the shared sections).
-COMMON_METHOD_KEYS = frozenset({"algo", "pretrain", "augment", "positives"})
+COMMON_METHOD_KEYS = frozenset({"algo", "pretrain", "augment", "positives", "seeds"})
 MINED_SOURCES = ("mined", "study_m")
 # Sources without an extra pair list, hence without partners for the partner switches to read.
 PAIRLESS_SOURCES = ("augment", "study_s", "study_a", "study_a2", "study_m")
@@ -103,6 +103,69 @@ def _plain_message(err: jsonschema.ValidationError) -> str:
     return err.message
 
 
+def drop_removed_methods(params: dict) -> dict:
+    """An overlay removes a method by setting it to null (`nnclr: null`); drop those entries in place."""
+    methods = params.get("methods")
+    if isinstance(methods, dict):
+        for name in [n for n, e in methods.items() if e is None]:
+            del methods[name]
+    return params
+
+
+def seeds_of(params: Mapping, method: str) -> list[int]:
+    """A method's seeds: the global seeds, limited to the method's own `seeds` list when it has one.
+
+    Limiting (not replacing) keeps overlays simple: an overlay that sets `seeds: [0]` runs seed 0 only,
+    and cheap pipeline-coverage methods can stay at one seed while the comparisons get several.
+    """
+    own = params["methods"][method].get("seeds")
+    return [s for s in params["seeds"] if own is None or s in own]
+
+
+def _check_seeds_and_controls(params: Mapping, source: str) -> None:
+    """Per-method seeds and compute-matched controls: every run a run needs must exist, for each seed."""
+    methods = params["methods"]
+    for name, entry in methods.items():
+        if not seeds_of(params, name):
+            raise ConfigError(f"invalid {source}: methods.{name}.seeds {entry['seeds']} keeps none of the global "
+                              f"seeds {params['seeds']}; add one of them or remove the method")
+        pos = entry.get("positives") or {}
+        needs = [pos["from"]] if pos.get("from") in methods else []
+        target = pos.get("match_steps")
+        if target is not None:
+            if pos.get("source", "augment") != "augment" or pos.get("equal_steps"):
+                raise ConfigError(f"invalid {source}: methods.{name}.positives.match_steps makes a compute-matched "
+                                  f"control: it needs source augment and no equal_steps")
+            if target not in methods or target == name:
+                raise ConfigError(f"invalid {source}: methods.{name}.positives.match_steps '{target}' is not another "
+                                  f"method; choose one of {sorted(set(methods) - {name})}")
+            tpos = methods[target].get("positives") or {}
+            if tpos.get("match_steps") is not None:
+                raise ConfigError(f"invalid {source}: methods.{name}.positives.match_steps '{target}' is itself a "
+                                  f"control; name the variant it matches ('{tpos['match_steps']}')")
+            if methods[target]["algo"] != entry["algo"]:
+                raise ConfigError(f"invalid {source}: methods.{name} (algo {entry['algo']}) matches the steps of "
+                                  f"'{target}' (algo {methods[target]['algo']}); a control must be the same algo")
+            for key in ("epochs", "batch_size"):
+                mine = method_settings(params, name)["pretrain"][key]
+                theirs = method_settings(params, target)["pretrain"][key]
+                if mine != theirs:
+                    raise ConfigError(f"invalid {source}: methods.{name} has pretrain.{key} {mine} but '{target}' "
+                                      f"{theirs}; a compute-matched control needs the same {key}")
+            needs.append(target)
+        for other in needs:
+            missing = sorted(set(seeds_of(params, name)) - set(seeds_of(params, other)))
+            if missing:
+                raise ConfigError(f"invalid {source}: methods.{name} runs seeds {missing} that '{other}' does not "
+                                  f"(it needs that run's seed); give '{other}' those seeds too")
+    for section in ("semisup", "detection"):
+        chosen = (params.get("eval", {}).get(section) or {}).get("methods") or []
+        unknown = sorted(set(chosen) - set(methods))
+        if unknown:
+            raise ConfigError(f"invalid {source}: eval.{section}.methods {unknown} are not methods; "
+                              f"choose among {sorted(methods)}")
+
+
 def _semantic_checks(params: Mapping, source: str) -> None:
     """Names that must refer to something else in params (the schema cannot check cross-references)."""
     methods = params["methods"]
@@ -112,11 +175,7 @@ def _semantic_checks(params: Mapping, source: str) -> None:
             f"invalid {source}: report.baseline '{baseline}' is not a method; choose one of {sorted(methods)}"
         )
     check_method_graph(methods, source)
-    detection = params.get("eval", {}).get("detection") or {}
-    unknown = [m for m in detection.get("methods") or [] if m not in methods]
-    if unknown:
-        raise ConfigError(f"invalid {source}: eval.detection.methods {unknown} are not methods; choose from "
-                          f"{sorted(methods)} (an empty list detects every method)")
+    _check_seeds_and_controls(params, source)
     semi = params.get("eval", {}).get("semisup")
     if semi:
         have = {float(f) for f in params["data"].get("semi_fractions", [])}
@@ -164,6 +223,7 @@ def load_params(path: str | Path = "params.yaml", overlays: Iterable[str | Path]
     for overlay in overlays:
         params = deep_merge(params, _read_yaml(Path(overlay)))
         names.append(str(overlay))
+    drop_removed_methods(params)
     validate(params, " + ".join(names))
     return params
 
@@ -174,7 +234,7 @@ def method_settings(params: Mapping, method: str) -> dict:
     if method not in methods:
         raise ConfigError(f"unknown method '{method}'; params define: {sorted(methods)}")
     entry = methods[method]
-    hp = {k: v for k, v in entry.items() if k not in ("pretrain", "augment")}
+    hp = {k: v for k, v in entry.items() if k not in ("pretrain", "augment", "seeds")}
     return {
         "name": method,
         "algo": entry["algo"],

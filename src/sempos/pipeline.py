@@ -27,6 +27,7 @@ from typing import Callable, Mapping
 
 import yaml
 
+from .config import seeds_of
 from .data.kinds import is_encoded
 
 Wc = Mapping[str, str]
@@ -180,16 +181,25 @@ def needed_datasets(p: dict) -> list[str]:
 
 
 def runs(p: dict) -> list[dict]:
-    return [{"ds": pretrain_ds(p), "method": m, "seed": str(s)} for m, s in product(p["methods"], p["seeds"])]
+    """(method, seed) pairs: the global seeds, limited by a method's own `seeds` (config.seeds_of)."""
+    return [{"ds": pretrain_ds(p), "method": m, "seed": str(s)} for m in p["methods"] for s in seeds_of(p, m)]
+
+
+def _chosen(p: dict, section: str) -> list[str]:
+    """eval.<section>.methods: absent or null = every method, [] = none."""
+    chosen = p["eval"][section].get("methods")
+    return list(p["methods"]) if chosen is None else list(chosen)
 
 
 def semisup_runs(p: dict) -> list[dict]:
-    return [{**r, "frac": _frac(f)} for r in runs(p) for f in p["eval"]["semisup"]["fractions"]]
+    """Fine-tuning is costly on CPU: eval.semisup.methods picks the runs."""
+    chosen = _chosen(p, "semisup")
+    return [{**r, "frac": _frac(f)} for r in runs(p) if r["method"] in chosen for f in p["eval"]["semisup"]["fractions"]]
 
 
 def detect_runs(p: dict) -> list[dict]:
-    """Detection is the costliest evaluation: eval.detection.methods picks the runs (empty = every method)."""
-    chosen = p["eval"]["detection"].get("methods") or list(p["methods"])
+    """Detection is the costliest evaluation: eval.detection.methods picks the runs."""
+    chosen = _chosen(p, "detection")
     return [r for r in runs(p) if r["method"] in chosen]
 
 
@@ -211,6 +221,11 @@ def is_mined(p: dict, method: str) -> bool:
 
 def mined_runs(p: dict) -> list[dict]:
     return [r for r in runs(p) if is_mined(p, r["method"])]
+
+
+def matched_variant(p: dict, method: str) -> str | None:
+    """The variant whose steps a compute-matched control (positives.match_steps) matches, else None."""
+    return positives_of(p, method).get("match_steps")
 
 
 def encoded_datasets(p: dict) -> list[str]:
@@ -236,12 +251,21 @@ def _linear_inputs(p: dict, wc: Wc) -> Paths:
 
 def _pretrain_inputs(p: dict, wc: Wc) -> Paths:
     pairs = {"pairs": fill(PAIRS, wc)} if is_mined(p, wc["method"]) else {}
+    target = matched_variant(p, wc["method"])
+    if target is not None and is_mined(p, target):
+        pairs["match_pairs"] = fill(PAIRS, {**wc, "method": target})  # the control is sized by the variant's pair list
     return {"prepared": fill(PREPARED, wc), **pairs}
 
 
 def _mine_inputs(p: dict, wc: Wc) -> Paths:
     sampler = positives_of(p, wc["method"])["from"]
     return {"backbone": fill(BACKBONE, {**wc, "method": sampler}), "prepared": fill(PREPARED, wc)}
+
+
+def _pretrain_params(p: dict, wc: Wc) -> list[str]:
+    target = matched_variant(p, wc["method"])
+    return ["backbone", "pretrain", "augment", f"methods.{wc['method']}"] + (
+        [f"methods.{target}.positives"] if target is not None else [])
 
 
 def _keys_except(p: dict, dotted: str, *skip: str) -> list[str]:
@@ -297,7 +321,7 @@ STAGES: dict[str, Stage] = {
             name="pretrain", wildcards=("ds", "method", "seed"),
             outputs={"backbone": BACKBONE, "history": HISTORY, "positives": POSITIVES},
             inputs=_pretrain_inputs,
-            params=lambda p, wc: ["backbone", "pretrain", "augment", f"methods.{wc['method']}"], instances=runs,
+            params=_pretrain_params, instances=runs,
             # The trainer imports the method's algorithm by name (sempos.algos.registry).
             modules=lambda p, wc: [f"sempos.algos.{p['methods'][wc['method']]['algo']}"],
             heavy=True,

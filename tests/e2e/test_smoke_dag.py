@@ -67,14 +67,27 @@ def test_dag_produces_report_tables_and_plots(repo):
     assert "simclr" in report and "mocov2" in report and "random_init" in report
     for name in ("main.md", "main.csv", "main.tex", "per_seed.csv", "published_small_scale.md"):
         assert (repo / "results" / "tables" / name).exists(), name
-    for name in ("accuracy.png", "knn_vs_epoch.png", "transfer.png"):
+    for name in ("accuracy.png", "knn_monitor.png", "transfer.png", "deltas.png", "convergence_simclr.png"):
         assert (repo / "results" / "plots" / name).stat().st_size > 1000, name
-    for name in ("sepp.md", "sampler_precision.md", "neighbours.md"):
+    for name in ("comparisons.md", "comparisons.csv", "budget.md", "sampler_precision.md", "neighbours.md"):
         assert (repo / "results" / "tables" / name).exists(), name
+    # The compute-matched control took exactly the variant's optimiser steps, on augmented pairs only.
+    pos = {m: json.loads((repo / "runs" / "fmnist" / m / "seed0" / "positives.json").read_text())
+           for m in ("simclr", "simclr_sepp", "simclr_steps2x")}
+    assert pos["simclr_steps2x"]["optimizer_steps"] == pos["simclr_sepp"]["optimizer_steps"] \
+        > pos["simclr"]["optimizer_steps"] > 0
+    assert pos["simclr_steps2x"]["source"] == "augment" and pos["simclr_steps2x"]["match_steps"] == "simclr_sepp"
+    comp = pd.read_csv(repo / "results" / "tables" / "comparisons.csv")
+    matched = comp[(comp["variant"] == "simclr_sepp") & (comp["relation"] == "compute-matched host")]
+    assert set(matched["reference"]) == {"simclr_steps2x"}
+    assert (matched["variant_steps"] == matched["reference_steps"]).all()
+    main = pd.read_csv(repo / "results" / "tables" / "main.csv")
+    assert {"method", "metric", "n", "mean", "std", "ci_low", "ci_high", "steps"} <= set(main.columns)
+    assert "n=1, no CI" in report  # the smoke DAG runs one seed: no interval is invented
     per_seed = pd.read_csv(repo / "results" / "tables" / "per_seed.csv")
     methods = load_params(repo / "params.yaml", [repo / OVERLAY])["methods"]
     assert set(per_seed["method"]) == set(methods)
-    assert {"simclr_sepp", "mocov2_sepp", "nnclr", "snclr"} <= set(methods)
+    assert {"simclr_sepp", "simclr_steps2x", "nnclr", "snclr"} <= set(methods)
     assert per_seed["semisup 10% top1"].between(0, 100).all()
     for col in ("knn top1", "linear top1", "linear top5", "transfer digits top1", "transfer fmnist_heldout top1"):
         assert per_seed[col].between(0, 100).all(), col
@@ -82,6 +95,7 @@ def test_dag_produces_report_tables_and_plots(repo):
     assert set(metrics) == set(methods) and 0 <= metrics["simclr"]["knn_top1"] <= 100
     hist = pd.read_csv(repo / "runs" / "fmnist" / "simclr" / "seed0" / "history.csv")
     assert list(hist["epoch"]) == [0, 1, 2]
+    assert list(hist["steps"]) == [0, pos["simclr"]["steps_per_epoch"], pos["simclr"]["optimizer_steps"]]
     assert not list(repo.rglob("*.part")), "temporary files left behind"
 
 
@@ -131,7 +145,7 @@ def test_a_stage_run_by_hand_refuses_inputs_made_with_other_settings(repo):
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "data/prepared/fmnist.pt was made with other settings than params.yaml" in lines[0]
-    assert "data.train_subset 384 -> 5000" in lines[0]
+    assert "data.train_subset 384 -> 2500" in lines[0]
     # 64 flipped bytes in the prepared file: named, not read.
     prepared = repo / "data" / "prepared" / "fmnist.pt"
     good, when = prepared.read_bytes(), prepared.stat()

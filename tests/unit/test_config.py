@@ -66,7 +66,7 @@ def test_method_overrides_merge_into_shared_sections():
 
 
 def test_semisup_fractions_must_be_prepared():
-    p = deep_merge(params(), {"data": {"semi_fractions": [10]}})
+    p = deep_merge(params(), {"data": {"semi_fractions": [1]}})  # the default fine-tunes on 10 %
     with pytest.raises(ConfigError, match="data.semi_fractions"):
         validate(p)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from sempos.config import load_params
+from sempos.config import load_params, seeds_of
 from sempos import pipeline
 from sempos.pipeline import STAGES, dvc_yaml, fill, instance_name
 
@@ -83,7 +83,8 @@ def test_representative_params_sections(p):
 
 def test_instances_follow_methods_seeds_and_sources(p):
     runs = pipeline.runs(p)
-    assert len(runs) == len(p["methods"]) * len(p["seeds"]) and RUN in runs
+    assert len(runs) == sum(len(seeds_of(p, m)) for m in p["methods"]) and RUN in runs
+    assert {r["seed"] for r in runs if r["method"] == "random_init"} == {"0"}  # a method's own seeds limit the global ones
     mined = [r["method"] for r in STAGES["mine"].instances(p)]
     assert mined and set(mined) == {m for m in p["methods"] if pipeline.is_mined(p, m)}
     assert "simclr_sepp" in mined and "simclr" not in mined

@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 
 from sempos import pipeline
-from sempos.config import load_params
+from sempos.config import deep_merge, load_params
 from sempos.pipeline import STAGES, instance_name, render_dvc
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,9 +35,12 @@ def test_every_stage_instance_is_in_dvc_yaml():
     assert "pairs/fmnist/simclr_sepp/seed0.csv" in sepp["deps"]
     assert stages["mine-fmnist-simclr_sepp-seed0"]["deps"][0] == "runs/fmnist/simclr/seed0/backbone.pt"
     # Detection params leave out the list that only picks which runs are detected.
-    assert "eval.detection.methods" not in stages["detect-fmnist-simclr-seed0"]["params"]
+    detected = yaml.safe_load(render_dvc(deep_merge(p, {"eval": {"detection": {"methods": ["simclr"]}}})))["stages"]
+    assert "eval.detection.methods" not in detected["detect-fmnist-simclr-seed0"]["params"]
     assert stages["report"]["metrics"] == ["results/metrics.json"]
-    assert set(dvc["plots"][0]["knn_vs_epoch"]["y"]) == {f"runs/fmnist/{m}/seed0/history.csv" for m in p["methods"]}
+    assert set(dvc["plots"][0]["knn_vs_epoch"]["y"]) == {f"runs/fmnist/{r['method']}/seed{r['seed']}/history.csv"
+                                                         for r in pipeline.runs(p)}
+    assert "runs/fmnist/simclr/seed2/history.csv" in dvc["plots"][0]["knn_vs_epoch"]["y"]
 
 
 def test_committed_rule_files_match_stage_table():

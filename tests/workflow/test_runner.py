@@ -26,13 +26,13 @@ def test_jobs_come_after_the_jobs_that_make_their_inputs():
     names = [j.name for j in jobs]
     assert len(names) == len(set(names))
     # The same job counts as Snakemake's dry run of the default (tests/workflow/test_snakemake_dryrun.py).
-    assert Counter(j.stage.name for j in jobs) == {"download": 2, "prepare": 2, "pretrain": 7, "mine": 2, "embed": 14,
-                                                   "knn": 7, "linear": 7, "transfer": 7, "semisup": 14, "detect": 3,
+    assert Counter(j.stage.name for j in jobs) == {"download": 2, "prepare": 2, "pretrain": 19, "mine": 3, "embed": 38,
+                                                   "knn": 19, "linear": 19, "transfer": 19, "semisup": 6,
                                                    "report": 1}
-    # SePP: the host's pretraining, then its miner, then the variant.
+    # SePP: the host's pretraining, then its miner, then the variant and its compute-matched control.
     order = {n: i for i, n in enumerate(names)}
-    assert order["pretrain-fmnist-simclr-seed0"] < order["mine-fmnist-simclr_sepp-seed0"] \
-        < order["pretrain-fmnist-simclr_sepp-seed0"]
+    assert order["pretrain-fmnist-simclr-seed1"] < order["mine-fmnist-simclr_sepp-seed1"] \
+        < min(order["pretrain-fmnist-simclr_sepp-seed1"], order["pretrain-fmnist-simclr_steps2x-seed1"])
 
 
 def fake_run(p, j):
@@ -81,10 +81,11 @@ def test_a_failed_job_stops_the_run_and_names_itself(tmp_path, monkeypatch):
 
     monkeypatch.setattr(runner.subprocess, "run", fake)
     lines = []
+    n = len(runner.ordered_jobs(default_params()))
     assert runner.run(default_params(), "params.yaml", log=lines.append) == 3
     assert len(calls) == 2 and "-m" in calls[0] and calls[0][calls[0].index("-m") + 1].startswith("sempos.stages.")
     assert "prepare-fmnist failed (exit 3)" in lines[-1] and "logs/prepare/fmnist.log" in lines[-1]
-    assert lines[2].startswith("[1/66] done in ") and "65 left, ETA " in lines[2]
+    assert lines[2].startswith(f"[1/{n}] done in ") and f"{n - 1} left, ETA " in lines[2]
 
 
 def test_dry_run_lists_without_running(tmp_path, monkeypatch):
@@ -92,7 +93,7 @@ def test_dry_run_lists_without_running(tmp_path, monkeypatch):
     monkeypatch.setattr(runner.subprocess, "run", lambda cmd: (_ for _ in ()).throw(AssertionError("ran")))
     lines = []
     assert runner.run(default_params(), "params.yaml", dry_run=True, log=lines.append) == 0
-    assert lines[0] == "sempos.runner: 66 of 66 jobs to run" and len(lines) == 67
+    assert lines[0] == "sempos.runner: 128 of 128 jobs to run" and len(lines) == 129
 
 
 def test_gpu_jobs_go_through_the_launcher_like_snakemake_ones():

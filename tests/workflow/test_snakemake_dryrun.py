@@ -57,12 +57,13 @@ def test_invalid_config_fails_dry_run_naming_the_key(tmp_path):
 
 
 def test_default_job_counts_by_hand(tmp_path):
-    # Written out from params.yaml, independently of the stage table: 7 methods (6 trained + random_init),
-    # 2 SePP variants with a miner each, 2 targets embedded per method (fmnist, digits), 1 %/10 % fine-tuning
-    # per method, detection for the 3 methods listed under eval.detection.
+    # Written out from params.yaml, independently of the stage table: the SimCLR comparison (host, SePP-ID,
+    # oracle, random, the 2x-steps host) at 3 seeds = 15 runs, plus random_init, MoCo-v2, NNCLR, SNCLR at seed 0
+    # = 19 runs; a miner per SePP-ID seed; 2 targets embedded per run (fmnist, digits); 10 % fine-tuning for
+    # simclr and simclr_sepp (3 seeds each); detection off (eval.detection.methods is empty).
     counts = dry_run(tmp_path, None)
-    assert counts == {"download": 2, "prepare": 2, "pretrain": 7, "mine": 2, "embed": 14, "knn": 7, "linear": 7,
-                      "transfer": 7, "semisup": 14, "detect": 3, "report": 1, "all": 1}
+    assert counts == {"download": 2, "prepare": 2, "pretrain": 19, "mine": 3, "embed": 38, "knn": 19, "linear": 19,
+                      "transfer": 19, "semisup": 6, "report": 1, "all": 1}
 
 
 def test_slurm_profile_names_real_rules_and_every_gpu_rule():

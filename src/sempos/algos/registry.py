@@ -18,8 +18,6 @@ CLASS_NAMES: dict[str, str] = {
     "none": "RandomInit", "simclr": "SimCLR", "mocov2": "MoCoV2", "byol": "BYOL", "simsiam": "SimSiam",
     "nnclr": "NNCLR", "mocov3": "MoCoV3", "snclr": "SNCLR",
 }
-# Keys every method entry may carry whatever its algo (overrides of the shared sections).
-COMMON_METHOD_KEYS = {"algo", "pretrain", "augment", "positives"}
 
 
 def module_name(algo: str) -> str:

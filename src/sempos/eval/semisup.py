@@ -71,7 +71,7 @@ RECIPES: dict[str, dict] = {
 }
 RECIPE_KEYS = frozenset(k for r in RECIPES.values() for k in r) | {"epochs", "lr_steps", "lr_gamma", "eval_batch_size"}
 # Keys of the stage's eval.semisup section that are not fine-tuning hyper-parameters (the stage reads them).
-STAGE_KEYS = frozenset({"recipe", "fractions"})
+STAGE_KEYS = frozenset({"recipe", "fractions", "methods"})
 SCHEDULES = ("cosine", "step", "constant")
 
 

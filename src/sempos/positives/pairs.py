@@ -4,7 +4,10 @@ Augmented pairs are (i, i): the two views differ only by augmentation. Extra pai
 positive source (mined, oracle, random, or a study set); `add` trains on both lists shuffled together
 (SePP-ID variant P), `replace` on the extra pairs alone (the semantic-pair dataset study).
 `equal_steps` keeps the host's step count (docs/science.md §1.2, compute parity): each epoch draws exactly
-len(base_idx) pairs from the combined list, without replacement while the list is long enough.
+len(base_idx) pairs from the combined list, without replacement while the list is long enough. With
+|SPPS| = |D| (K = 1) that is half of the augmented pairs per epoch, plus as many semantic pairs.
+`pairs_per_epoch` generalises it to any count: the compute-matched host of a variant that trains on
+|D| + |SPPS| pairs per epoch is the augmented list cycled (fresh permutations) to that count.
 An epoch-dependent source (the study's A2 sampler: anything with __len__ and for_epoch(seed, epoch))
 supplies a fresh pair list every epoch, appended to the fixed extra pairs.
 The order is a pure function of (seed, epoch), so a resumed run sees exactly the same batches.
@@ -44,10 +47,13 @@ class PairSource:
     mix          'add' (augmented + extra, one shuffled list) or 'replace' (extra pairs only)
     equal_steps  every epoch trains on exactly len(base_idx) pairs drawn from the combined list
     epoch_extra  an epoch-dependent pair source (e.g. positives.pairsets.A2Sampler), joined to `extra`
+    pairs_per_epoch  every epoch trains on exactly this many pairs drawn from the combined list (cycling
+                 through fresh permutations when it is longer than the list); excludes equal_steps
     """
 
     def __init__(self, base_idx: torch.Tensor, extra: torch.Tensor | None = None, mix: str = "add",
-                 equal_steps: bool = False, epoch_extra: EpochPairs | None = None) -> None:
+                 equal_steps: bool = False, epoch_extra: EpochPairs | None = None,
+                 pairs_per_epoch: int | None = None) -> None:
         if mix not in ("add", "replace"):
             raise ValueError(f"mix must be 'add' or 'replace', not {mix!r}")
         base_idx = torch.as_tensor(base_idx)
@@ -61,6 +67,14 @@ class PairSource:
         self.epoch_extra = epoch_extra
         if self.equal_steps and self.base_len == 0:
             raise ValueError("equal_steps needs a non-empty base_idx: it sets the number of pairs per epoch")
+        if pairs_per_epoch is not None:
+            if self.equal_steps:
+                raise ValueError("pass equal_steps or pairs_per_epoch, not both (equal_steps is "
+                                 "pairs_per_epoch=len(base_idx))")
+            if isinstance(pairs_per_epoch, bool) or int(pairs_per_epoch) != pairs_per_epoch or pairs_per_epoch < 1:
+                raise ValueError(f"pairs_per_epoch must be a positive integer, got {pairs_per_epoch!r}")
+        # The fixed number of pairs each epoch draws from the combined list (None: the whole list once).
+        self.drawn = self.base_len if self.equal_steps else (None if pairs_per_epoch is None else int(pairs_per_epoch))
         aug = torch.stack([base_idx, base_idx], 1).long()
         extra = None if extra is None else _as_pairs(extra, "extra")
         has_extra = (extra is not None and len(extra) > 0) or (epoch_extra is not None and len(epoch_extra) > 0)
@@ -84,19 +98,20 @@ class PairSource:
         return torch.cat([self.fixed, fresh])
 
     def __len__(self) -> int:
-        if self.equal_steps:
-            return self.base_len
+        if self.drawn is not None:
+            return self.drawn
         return len(self.fixed) + (len(self.epoch_extra) if self.epoch_extra is not None else 0)
 
     def for_epoch(self, seed: int, epoch: int) -> torch.Tensor:
         """The epoch's [len(self), 2] pairs in training order; a pure function of (seed, epoch)."""
         pairs = self._all(seed, epoch)
         order = torch.randperm(len(pairs), generator=epoch_generator(seed, epoch))
-        if self.equal_steps:
-            if len(pairs) < self.base_len:
-                # Fewer pairs than the host's images: cycle through further permutations.
-                reps = -(-self.base_len // len(pairs))
+        if self.drawn is not None:
+            if len(pairs) < self.drawn:
+                # Fewer pairs than the epoch draws: cycle through further permutations, so every pair is
+                # used floor or ceil(drawn / len) times.
+                reps = -(-self.drawn // len(pairs))
                 order = torch.cat([order] + [torch.randperm(len(pairs), generator=epoch_generator(seed, epoch, r))
                                              for r in range(1, reps)])
-            order = order[: self.base_len]
+            order = order[: self.drawn]
         return pairs[order]

@@ -4,6 +4,9 @@
   mix      add (SePP-ID: augmented pairs + extra pairs) | replace (the dataset study)
   variant  P (pair list, default) | M (multi-positive loss over in-batch partners; augmented pairs only)
 The study sets always replace the augmented pairs and have the same classes and pair count.
+  match_steps  (source augment only) the compute-matched host of the named variant: augmented pairs only,
+           cycled to the variant's pairs per epoch, so the same epochs and lr schedule give the same
+           number of optimiser steps (docs/science.md §1.2, compute parity)
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from ..mining.sampler import pair_precision, read_pairs
 from .pairs import PairSource
 
 DEFAULTS = {"source": "augment", "mix": "add", "variant": "P", "mask_partners": False, "equal_steps": False,
-            "count": 0, "pairs_per_class": 100, "dup_threshold": 0.95}
+            "count": 0, "pairs_per_class": 100, "dup_threshold": 0.95, "match_steps": None}
 MINED_SOURCES = ("mined", "study_m")
 STUDY_SOURCES = ("study_s", "study_a", "study_a2", "study_m")
 
@@ -63,11 +66,23 @@ def _study_S(cfg: dict, data: dict, seed: int) -> torch.Tensor:
     return pairsets.build_S(data["train_y"], pool, cfg["pairs_per_class"], seed, feats, cfg["dup_threshold"])
 
 
-def build_positives(hp: Mapping, data: dict, seed: int, pairs_file: Path | None = None) -> Positives:
+def build_positives(hp: Mapping, data: dict, seed: int, pairs_file: Path | None = None,
+                    match: PairSource | None = None) -> Positives:
+    """`match`: for a compute-matched control (positives.match_steps), the variant's own pair source."""
     cfg = positives_cfg(hp)
     src = cfg["source"]
     pool = data["splits"]["pretrain"]
     labels = data["train_y"]
+    if cfg["match_steps"] is not None:
+        if src != "augment":
+            raise ConfigError(f"positives.match_steps needs source augment (a control trains on augmented pairs "
+                              f"only), not '{src}'")
+        if match is None:
+            raise ConfigError(f"positives.match_steps '{cfg['match_steps']}': the variant's pair source is needed "
+                              f"to size the control; build it first (the pretrain stage does)")
+        ps = PairSource(pool, pairs_per_epoch=len(match))
+        return Positives(ps, report={"source": "augment", "match_steps": cfg["match_steps"], "num_pairs": len(ps),
+                                     "augmented_pairs": len(pool)})
     if src == "augment":
         return Positives(PairSource(pool), report={"source": "augment", "num_pairs": len(pool)})
     if src in MINED_SOURCES:

@@ -20,12 +20,23 @@ def body(params, args):
     # The trainer writes backbone.pt, history.csv and checkpoint.pt into the run directory.
     run_dir = Path(args.outputs["backbone"]).parent
     pcfg = positives_cfg(settings["hp"])
-    pairs = args.inputs.get("pairs")  # the stage table lists a pair file for mined sources only
-    pos = build_positives(settings["hp"], data, int(args.seed), Path(pairs) if pairs else None)
-    save_json(pos.report, args.outputs["positives"])
+    match = None
+    if pcfg["match_steps"] is not None:
+        # A compute-matched control is sized by its variant's pair list (same seed: mined pairs differ by seed).
+        match = _pairs_of(params, data, pcfg["match_steps"], args.seed, args.inputs.get("match_pairs")).pairs
+    pos = _pairs_of(params, data, args.method, args.seed, args.inputs.get("pairs"), match)
     job = PretrainJob(settings, int(args.seed), run_dir, data, pairs=pos.pairs, partners=pos.partners,
                       positives_cfg=pcfg)
-    Trainer(job, resolve(params["runtime"])).fit()
+    trainer = Trainer(job, resolve(params["runtime"]))
+    # What the run trains on and for how long: the report compares methods by these, not by epochs alone.
+    save_json({**pos.report, **trainer.budget()}, args.outputs["positives"])
+    trainer.fit()
+
+
+def _pairs_of(params, data, method: str, seed, pairs: str | None, match=None):
+    """`pairs`: the stage table lists a pair file for mined sources only."""
+    hp = method_settings(params, method)["hp"]
+    return build_positives(hp, data, int(seed), Path(pairs) if pairs else None, match)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from ..positives.pairs import PairSource
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
-HISTORY_FIELDS = ("epoch", "loss", "knn_top1", "lr", "seconds", "pairs_per_s")
+HISTORY_FIELDS = ("epoch", "steps", "loss", "knn_top1", "lr", "seconds", "pairs_per_s")
 
 
 @dataclass
@@ -179,6 +179,16 @@ class Trainer:
         log.info("resumed %s from epoch %d step %d", self.job.run_dir, state["epoch"] + 1, self.start_step)
         return True
 
+    def budget(self) -> dict:
+        """The run's training budget: compute is compared in optimiser steps, not epochs (extra pairs add steps)."""
+        epochs = self.cfg["epochs"] if self.model.trains else 0
+        mon = self._monitor
+        return {"epochs": epochs, "batch_size": self.batch, "pairs_per_epoch": len(self.pairs),
+                "steps_per_epoch": self.steps_per_epoch if epochs else 0, "optimizer_steps": self.steps_per_epoch * epochs,
+                "pairs_seen": self.steps_per_epoch * epochs * self.batch,
+                # The online kNN monitor: a small train-split bank queried by a test slice (not the knn stage).
+                "monitor_bank": 0 if mon is None else len(mon[1]), "monitor_queries": 0 if mon is None else len(mon[3])}
+
     # --- monitoring ----------------------------------------------------------------------------
     def _monitor_sets(self, data: dict):
         n = int(self.cfg.get("knn_monitor", 0))
@@ -260,7 +270,7 @@ class Trainer:
         epochs = self.cfg["epochs"] if self.model.trains else 0
         if not self.history:
             # Epoch 0: the initialisation, so convergence curves start from the same point.
-            self.history.append({"epoch": 0, "loss": float("nan"), "knn_top1": self.knn_monitor(), "lr": 0.0,
+            self.history.append({"epoch": 0, "steps": 0, "loss": float("nan"), "knn_top1": self.knn_monitor(), "lr": 0.0,
                                  "seconds": 0.0, "pairs_per_s": 0.0})
         for epoch in range(self.start_epoch, epochs):
             t0 = time.perf_counter()
@@ -281,7 +291,8 @@ class Trainer:
             secs = time.perf_counter() - t0
             means = {k: torch.stack([d[k] for d in logs]).mean().item() for k in logs[0]} if logs else {}
             self.history.append({
-                "epoch": epoch + 1, "loss": means.pop("loss", float("nan")), "knn_top1": self.knn_monitor(),
+                "epoch": epoch + 1, "steps": (epoch + 1) * self.steps_per_epoch,
+                "loss": means.pop("loss", float("nan")), "knn_top1": self.knn_monitor(),
                 "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(secs, 3),
                 "pairs_per_s": round(self.steps_per_epoch * self.batch / max(secs, 1e-9), 1),
                 **means,  # algorithm diagnostics: neighbour purity, self-hit rate, positiveness weights

@@ -86,7 +86,7 @@ def test_imagenet_overlay_runs_every_stage_on_a_fake_ilsvrc(workdir):
     pos = json.loads((tmp / "runs/imagenet/simclr_sepp/seed0/positives.json").read_text())
     assert pos["extra_pairs"] > 0 and pos["num_pairs"] == 56 + pos["extra_pairs"]
     hist = (tmp / "runs/imagenet/simclr/seed0/history.csv").read_text().splitlines()
-    assert len(hist) == 3 and hist[0].startswith("epoch,loss,knn_top1")  # epochs 0 and 1, with the kNN monitor
+    assert len(hist) == 3 and hist[0].startswith("epoch,steps,loss,knn_top1")  # epochs 0 and 1, with the kNN monitor
     ckpt = torch.load(tmp / "runs/imagenet/simclr/seed0/backbone.pt", weights_only=False)
     assert ckpt["meta"]["image_size"] == 32 and ckpt["meta"]["norm_mean"] == pytest.approx([0.485, 0.456, 0.406])
 

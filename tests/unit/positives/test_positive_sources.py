@@ -187,17 +187,24 @@ def test_mined_source_must_name_an_augment_method():
         validate(deep_merge(base, bad))
 
 
-def test_study_table_relative_gain_and_ablation_rows():
+def test_study_table_relative_gain_paired_difference_and_ablation_rows():
     import pandas as pd
 
     from sempos.report.positives import study_table
 
-    summary = pd.DataFrame({"knn top1": [50.0, 40.0, 30.0, 20.0], "linear top1": [60.0, 50.0, 33.0, 30.0]},
-                           index=["simclr_s", "simclr_a", "simclr_s_nojit", "simclr_a_nojit"])
+    # Two seeds: S - A is 10 and 10 on kNN (std 0: a zero-width CI), the relative gain 10 / 40 = 25 %.
+    rows = {("simclr_s", 0): [50.0, 60.0], ("simclr_s", 1): [52.0, 61.0], ("simclr_a", 0): [40.0, 50.0],
+            ("simclr_a", 1): [42.0, 52.0], ("simclr_s_nojit", 0): [30.0, 33.0], ("simclr_a_nojit", 0): [20.0, 30.0]}
+    per_seed = pd.DataFrame.from_dict(rows, orient="index", columns=["knn top1", "linear top1"])
+    per_seed.index = pd.MultiIndex.from_tuples(per_seed.index, names=["method", "seed"])
     methods = {"simclr_s": {"algo": "simclr", "positives": {"source": "study_s"}},
                "simclr_a": {"algo": "simclr", "positives": {"source": "study_a"}},
                "simclr_s_nojit": {"algo": "simclr", "positives": {"source": "study_s"}, "augment": {"jitter_p": 0.0}},
                "simclr_a_nojit": {"algo": "simclr", "positives": {"source": "study_a"}, "augment": {"jitter_p": 0.0}}}
-    t = study_table(summary, methods)
-    assert t.loc[("simclr", "full pipeline"), "knn top1 gain (S-A)/A %"] == pytest.approx(25.0)
-    assert t.loc[("simclr", "jitter_p=0.0"), "linear top1 gain (S-A)/A %"] == pytest.approx(10.0)
+    long, t = study_table(per_seed, methods, pd.DataFrame())
+    assert t.loc[("simclr", "full pipeline", "knn top1"), "gain (S−A)/A %"] == pytest.approx(24.39)  # 100 * 10 / 41, rounded
+    assert t.loc[("simclr", "full pipeline", "knn top1"), "S − A"] == "+10.00 [+10.00, +10.00]"
+    assert t.loc[("simclr", "jitter_p=0.0", "linear top1"), "gain (S−A)/A %"] == pytest.approx(10.0)
+    assert t.loc[("simclr", "jitter_p=0.0", "linear top1"), "S − A"] == "+3.00 (n=1, no CI)"
+    s_knn = long[(long["set"] == "S") & (long["metric"] == "knn top1") & (long["augmentation"] == "full pipeline")]
+    assert s_knn.iloc[0]["mean"] == 51.0 and s_knn.iloc[0]["n"] == 2

@@ -1,4 +1,4 @@
-"""Report tables: mean ± std over seeds, deltas to the baseline, and a dash where a metric was not run."""
+"""Report tables: mean ± std [CI] over seeds, paired deltas to the baseline, and a dash where a metric was not run."""
 
 import math
 
@@ -23,16 +23,31 @@ def test_summary_mean_std_delta_and_order():
     assert list(s.index) == ["random_init", "simclr", "nnclr"]
     assert s.loc["simclr", "linear top1"] == 72.0
     assert math.isclose(s.loc["simclr", "linear top1 std"], math.sqrt(8.0))  # sample std of 70, 74
-    assert s.loc["simclr", "linear top1 delta"] == 11.0
+    assert s.loc["simclr", "linear top1 delta"] == 11.0  # paired: (70 - 60 + 74 - 62) / 2
+    assert s.loc["simclr", "linear top1 delta n"] == 2
+    # 12.706 * sqrt(8) / sqrt(2) = 25.41 around 72
+    assert math.isclose(s.loc["simclr", "linear top1 ci_low"], 72 - 25.412, abs_tol=2e-3)
     assert s.loc["nnclr", "seeds"] == 1 and pd.isna(s.loc["nnclr", "linear top1 std"])
+    assert pd.isna(s.loc["nnclr", "linear top1 ci_low"]) and s.loc["nnclr", "linear top1 n"] == 1
+    assert s.loc["nnclr", "linear top1 delta"] == 6.0  # paired with random_init's seed 0 only
+    assert s.loc["nnclr", "linear top1 delta ci contains 0"] is None  # one pair: no interval
 
 
 def test_pretty_cells():
     p = pretty(summarize(per_seed(), ["random_init", "simclr", "nnclr"], "random_init"))
-    assert p.loc["simclr", "linear top1"] == "72.00 ± 2.83 (+11.00)"
-    assert p.loc["random_init", "linear top1"] == "61.00 ± 1.41"  # no delta against itself
-    assert p.loc["nnclr", "linear top1"] == "66.00 (+5.00)"
+    assert p.loc["simclr", "linear top1"] == "72.00 ± 2.83 [46.6, 97.4]"
+    assert p.loc["nnclr", "linear top1"] == "66.00 (n=1, no CI)"
     assert p.loc["nnclr", "det AP"] == "–"  # detection was not run for nnclr: no 'nan' in the table
+
+
+def test_tidy_csv_is_numeric():
+    from sempos.report.tables import tidy
+
+    t = tidy(summarize(per_seed(), ["random_init", "simclr", "nnclr"], "random_init"))
+    row = t[(t["method"] == "simclr") & (t["metric"] == "linear top1")].iloc[0]
+    assert row["mean"] == 72.0 and row["n"] == 2 and row["delta"] == 11.0
+    assert {"ci_low", "ci_high", "std", "delta_ci_low", "delta_ci_high"} <= set(t.columns)
+    assert not ((t["method"] == "nnclr") & (t["metric"] == "det AP")).any()  # not run: no row
 
 
 def test_written_tables_flatten_multi_index_and_dash_missing(tmp_path):
@@ -89,8 +104,10 @@ def test_summary_without_a_usable_baseline_has_no_deltas_and_pretty_skips_them()
     assert list(s.index) == ["nnclr", "simclr"] and list(s["seeds"]) == [1, 2]
     p = pretty(summarize(per_seed(), ["nnclr", "simclr"], None))
     # nnclr (first row) has no detection value: a dash, and simclr's cell after it is still filled in.
-    assert list(p["det AP"]) == ["–", "6.00 ± 1.41"] and list(p["linear top1"]) == ["66.00", "72.00 ± 2.83"]
-    assert list(p.columns) == ["linear top1", "det AP", "seeds"] and list(p["seeds"]) == [1, 2]
+    # Two seeds: t(1) = 12.706, so 6 ± 1.41 has the interval 6 ± 12.706 * 1.41 / sqrt(2) = [-6.7, 18.7].
+    assert list(p["det AP"]) == ["–", "6.00 ± 1.41 [-6.7, 18.7]"]
+    assert list(p["linear top1"]) == ["66.00 (n=1, no CI)", "72.00 ± 2.83 [46.6, 97.4]"]
+    assert list(p.columns) == ["seeds", "linear top1", "det AP"] and list(p["seeds"]) == [1, 2]
 
 
 def test_write_table_files_names_caption_escaping_and_dashes(tmp_path):
