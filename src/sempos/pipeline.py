@@ -31,6 +31,7 @@ FEATURES = "features/{ds}/{method}/seed{seed}/{target}.pt"
 KNN = "results/knn/{ds}/{method}/seed{seed}/metrics.json"
 LINEAR = "results/linear/{ds}/{method}/seed{seed}/metrics.json"
 TRANSFER = "results/transfer/{target}/{ds}/{method}/seed{seed}/metrics.json"
+TRANSFER_FT = "results/transfer_ft/{target}/{ds}/{method}/seed{seed}/metrics.json"
 SEMISUP = "results/semisup/{ds}/{method}/seed{seed}/frac{frac}/metrics.json"
 DETECT = "results/detect/{ds}/{method}/seed{seed}/metrics.json"
 REPORT = "results/report.md"
@@ -80,12 +81,48 @@ def transfer_targets(p: dict) -> list[str]:
 
 def dataset_of_target(target: str) -> str:
     """fmnist_heldout is a split of fmnist, not a separate download."""
-    return "fmnist" if target == "fmnist_heldout" else target
+    from .data.catalog import dataset_of_target as of
+
+    return of(target)
+
+
+def finetune_targets(p: dict) -> list[str]:
+    """eval.transfer.finetune: fine-tune on every single-label dataset target (not derived splits, not VOC07)."""
+    from .data.catalog import CATALOG
+
+    if not p["eval"]["transfer"].get("finetune"):
+        return []
+    return [t for t in transfer_targets(p) if t in CATALOG and not CATALOG[t].extras.get("multilabel")]
+
+
+def detection_dataset(p: dict) -> str:
+    """What detect trains and tests on: `proxy` scenes of the pretraining dataset, or a detection dataset."""
+    name = p["eval"]["detection"].get("dataset", "proxy")
+    return pretrain_ds(p) if name == "proxy" else name
 
 
 def needed_datasets(p: dict) -> list[str]:
     ds = [pretrain_ds(p)] + [dataset_of_target(t) for t in transfer_targets(p)]
+    if detect_runs(p):
+        ds.append(detection_dataset(p))
     return sorted(set(ds))
+
+
+def _prepare_params(p: dict, wc: Wc) -> list[str]:
+    """The pretraining dataset depends on `data`; transfer targets on the keys that set their stored size."""
+    if wc["ds"] == pretrain_ds(p):
+        return ["data"]
+    keys = ["data.pretrain", "data.image_size", "eval.transfer.image_size"]
+    return [k for k in keys if _has(p, k)]
+
+
+def _has(p: dict, dotted: str) -> bool:
+    node = p
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def runs(p: dict) -> list[dict]:
@@ -142,6 +179,7 @@ def _report_inputs(p: dict, wc: Wc) -> list[str]:
         if is_mined(p, r["method"]):
             out.append(fill(PAIRS_DIAG, r))
         out += [fill(TRANSFER, {**r, "target": t}) for t in transfer_targets(p)]
+        out += [fill(TRANSFER_FT, {**r, "target": t}) for t in finetune_targets(p)]
         out += [fill(SEMISUP, {**r, "frac": _frac(f)}) for f in p["eval"]["semisup"]["fractions"]]
     out += [fill(DETECT, r) for r in detect_runs(p)]
     return out
@@ -159,7 +197,7 @@ STAGES: dict[str, Stage] = {
         Stage(
             name="prepare", wildcards=("ds",), outputs=(PREPARED,),
             inputs=lambda p, wc: [fill(RAW, wc)],
-            params=lambda p, wc: ["data"] if wc["ds"] == pretrain_ds(p) else [],
+            params=_prepare_params,
             instances=lambda p: [{"ds": d} for d in needed_datasets(p)],
             code=("src/sempos/data",),
         ),
@@ -202,7 +240,14 @@ STAGES: dict[str, Stage] = {
             inputs=lambda p, wc: [fill(FEATURES, {**wc, "target": dataset_of_target(wc["target"])})],
             params=lambda p, wc: ["eval.transfer"],
             instances=lambda p: [{**r, "target": t} for r in runs(p) for t in transfer_targets(p)],
-            code=("src/sempos/eval/transfer.py",),
+            code=("src/sempos/eval/transfer.py", "src/sempos/eval/transfer_metrics.py"),
+        ),
+        Stage(
+            name="transfer_finetune", wildcards=("ds", "method", "seed", "target"), outputs=(TRANSFER_FT,),
+            inputs=lambda p, wc: [fill(BACKBONE, wc), fill(PREPARED, {"ds": wc["target"]})],
+            params=lambda p, wc: ["eval.transfer"],
+            instances=lambda p: [{**r, "target": t} for r in runs(p) for t in finetune_targets(p)],
+            code=("src/sempos/eval/transfer_finetune.py", "src/sempos/eval/finetune.py"), heavy=True,
         ),
         Stage(
             name="semisup", wildcards=("ds", "method", "seed", "frac"), outputs=(SEMISUP,),
@@ -212,7 +257,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             name="detect", wildcards=("ds", "method", "seed"), outputs=(DETECT,),
-            inputs=lambda p, wc: [fill(BACKBONE, wc), fill(PREPARED, wc)],
+            inputs=lambda p, wc: [fill(BACKBONE, wc), fill(PREPARED, {"ds": detection_dataset(p)})],
             params=lambda p, wc: ["eval.detection"], instances=detect_runs,
             code=("src/sempos/detection",), heavy=True,
         ),
@@ -228,7 +273,8 @@ STAGES: dict[str, Stage] = {
 
 # Which .smk file holds which stages' rules (python -m sempos.pipeline smk writes them).
 RULE_FILES = {"data": ("download", "prepare"), "pretrain": ("pretrain", "mine"),
-              "eval": ("embed", "knn", "linear", "transfer", "semisup", "detect"), "report": ("report",)}
+              "eval": ("embed", "knn", "linear", "transfer", "transfer_finetune", "semisup", "detect"),
+              "report": ("report",)}
 RULE_TEMPLATE = """
 rule {name}:
     input:

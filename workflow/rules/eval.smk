@@ -56,6 +56,20 @@ rule transfer:
     shell:
         SMK.shell("transfer")
 
+rule transfer_finetune:
+    input:
+        SMK.input("transfer_finetune"),
+    output:
+        SMK.output("transfer_finetune"),
+    params:
+        file=SMK.params_file,
+        sections=SMK.sections("transfer_finetune"),
+    threads: SMK.threads("transfer_finetune")
+    resources:
+        gpu=SMK.gpus("transfer_finetune"),
+    shell:
+        SMK.shell("transfer_finetune")
+
 rule semisup:
     input:
         SMK.input("semisup"),

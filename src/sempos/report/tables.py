@@ -28,7 +28,8 @@ def collect(results: Path, ds: str) -> pd.DataFrame:
         put(m, "linear top5", m["top5"])
     for p in sorted(results.glob(f"transfer/*/{ds}/*/seed*/metrics.json")):
         m = _read(p)
-        put(m, f"transfer {m['target']} top1", m["top1"])
+        if "top1" in m:  # multi-label targets (VOC07) report mAP only: report/transfer_table.py shows them
+            put(m, f"transfer {m['target']} top1", m["top1"])
     for p in sorted((results / "semisup" / ds).glob("*/seed*/frac*/metrics.json")):
         m = _read(p)
         frac = f"{m['fraction']:g}"

@@ -1,5 +1,7 @@
-"""Features of a target dataset's train/val/test splits under a pretrained backbone (no augmentation)."""
+"""Features of a target dataset's train/val/test splits under a pretrained backbone (no augmentation), at the
+backbone's training resolution (the transfer protocol's resize; prepare stores targets at that size)."""
 
+import logging
 from pathlib import Path
 
 from ..data.prepare import load_prepared
@@ -15,6 +17,11 @@ def body(params, args):
     bb, norm, meta = load_backbone(Path(f"runs/{args.ds}/{args.method}/seed{args.seed}/backbone.pt"), rt.device)
     data = load_prepared(Path(f"data/prepared/{args.target}.pt"))
     size = meta["image_size"]
+    stored = int(data["train_x"].shape[-1])
+    if stored < size:
+        logging.getLogger(__name__).warning(
+            "%s is stored at %d px but the backbone was trained at %d px: its images are upsampled; set "
+            "eval.transfer.image_size: %d (or leave it null) and rerun prepare", args.target, stored, size, size)
     # A target with other channels/statistics is standardised with the pretraining statistics,
     # as transfer protocols do with ImageNet's mean/std.
     out = {"meta": meta, "target": args.target}
@@ -26,6 +33,7 @@ def body(params, args):
         out[f"{split}_f"] = extract(bb, images, norm, rt.device, out_size=size, normalize=False).cpu()
         out[f"{split}_y"] = labels.clone()
     out["num_classes"] = len(data["classes"])
+    out["val_split"] = data.get("val_split", "random")
     save_torch(out, Path(f"features/{args.ds}/{args.method}/seed{args.seed}/{args.target}.pt"))
 
 

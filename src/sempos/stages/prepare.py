@@ -1,11 +1,12 @@
 from pathlib import Path
 
-from ..data.prepare import prepare
+from ..data.prepare import prepare, transfer_image_size
 from .common import run_stage
 
 
 def body(params, args):
-    prepare(args.ds, Path("data/raw"), Path(f"data/prepared/{args.ds}.pt"), params["data"])
+    prepare(args.ds, Path("data/raw"), Path(f"data/prepared/{args.ds}.pt"), params["data"],
+            target_size=transfer_image_size(params))
 
 
 if __name__ == "__main__":

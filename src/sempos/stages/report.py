@@ -6,7 +6,7 @@ import pandas as pd
 
 from ..io import save_text
 from ..pipeline import PAIRS_DIAG, fill, mined_runs
-from ..report import plots, positives, published, tables
+from ..report import plots, positives, published, tables, transfer_table
 from .common import run_stage
 
 RESULTS = Path("results")
@@ -87,6 +87,7 @@ def body(params, args):
     if transfer_cols:
         lines += ["![transfer](plots/transfer.png)", ""]
     lines += extra
+    lines += transfer_table.section(RESULTS, ds, methods, tdir, tables.write_table)
     lines += [
         "## Published numbers (not ours; shown for orientation only)",
         "",
