@@ -1,12 +1,13 @@
 """Object detection from a pretrained backbone: MoCo's Faster R-CNN C4 protocol, mean of several trials.
 
-detection.backend torchvision (always available; proxy scenes on CPU) or detectron2 (when installed;
-VOC07+12 with MoCo's R50-C4 settings, or the proxy scenes registered as Detectron2 datasets).
+detection.dataset: proxy scenes of the pretraining dataset (CPU) or voc0712 (VOC07+12 trainval -> VOC07 test,
+config/voc.yaml); detection.backend: torchvision (always available) or detectron2 (when installed).
 """
 
 from pathlib import Path
 
 from ..data.prepare import load_prepared
+from ..pipeline import detection_dataset
 from ..runtime import resolve
 from .common import run_stage
 
@@ -23,7 +24,7 @@ def body(params, args):
         torch.set_num_threads(1)
     backbone = Path(f"runs/{args.ds}/{args.method}/seed{args.seed}/backbone.pt")
     out_dir = Path(f"results/detect/{args.ds}/{args.method}/seed{args.seed}")
-    data = load_prepared(Path(f"data/prepared/{args.ds}.pt"))
+    data = load_prepared(Path(f"data/prepared/{detection_dataset(params)}.pt"))
     # Trial seeds are offset by the pretraining seed so that different runs do not share detector draws.
     seeds = [int(args.seed) * 1000 + t for t in trials]
     if cfg.get("backend", "torchvision") == "detectron2":
@@ -33,7 +34,7 @@ def body(params, args):
     else:
         from ..detection.train import run_trials
 
-        run_trials(backbone, cfg, seeds, data=data, device=rt.device, out_dir=out_dir)
+        run_trials(backbone, cfg, seeds, data=data, device=rt.device, out_dir=out_dir, sync_bn=rt.sync_bn)
 
 
 if __name__ == "__main__":
