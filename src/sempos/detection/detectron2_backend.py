@@ -522,10 +522,11 @@ def load_report(weights: str | Path, settings: Mapping | None = None, meta: Mapp
     model = build_model(build_cfg(s, meta))
     checkpointer = DetectionCheckpointer(model)
     # _load_model is what checkpointer.load() runs after reading the file; it returns fvcore's _IncompatibleKeys.
-    incompatible = checkpointer._load_model(checkpointer._load_file(str(weights)))
+    checkpoint = checkpointer._load_file(str(weights))
+    n_file = len(checkpoint["model"])
+    incompatible = checkpointer._load_model(checkpoint)
     pretrained = [k for k in incompatible.missing_keys
                   if k.startswith("backbone.") or (k.startswith("roi_heads.res5.") and ".res5.norm." not in k)]
-    state = model.state_dict()
-    return {"missing": sorted(pretrained), "unused": sorted(incompatible.unexpected_keys),
-            "wrong_shape": sorted(k for k, *_ in incompatible.incorrect_shapes),
-            "loaded": len([k for k in state if k not in set(incompatible.missing_keys)])}
+    unused, wrong = sorted(incompatible.unexpected_keys), sorted(k for k, *_ in incompatible.incorrect_shapes)
+    return {"missing": sorted(pretrained), "unused": unused, "wrong_shape": wrong,
+            "loaded": n_file - len(unused) - len(wrong)}  # file keys that reached a model parameter or buffer

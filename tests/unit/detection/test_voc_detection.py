@@ -95,3 +95,34 @@ def test_voc_overlay_is_moco_and_in_the_dag():
     stages = dvc_yaml(p)["stages"]
     assert "download-voc0712" in stages and "prepare-voc0712" in stages
     assert "data/prepared/voc0712.pt" in stages["detect-fmnist-simclr-seed0"]["deps"]
+
+
+@pytest.mark.skipif("not __import__('sempos.detection.detectron2_backend', fromlist=['x']).available()",
+                    reason="detectron2 (with detectron2._C) is not installed")
+def test_detectron2_backend_on_voc_through_the_stages(voc_workdir):
+    """Detectron2's VOC loader and PascalVOCDetectionEvaluator read the devkit folders the prepared index names."""
+    tmp, _ = voc_workdir
+    torch.manual_seed(0)
+    bb = build_backbone("resnet50", 8, 3)
+    meta = {"arch": "resnet50", "width": 8, "in_channels": 3, "image_size": 32, "patch_size": None,
+            "frozen_patch_embed": False, "feat_dim": bb.feat_dim, "norm_mean": [0.4, 0.4, 0.4],
+            "norm_std": [0.25, 0.25, 0.25], "method": "random_init", "algo": "none", "seed": 0}
+    save_torch({"meta": meta, "state_dict": bb.state_dict()}, tmp / "runs/fmnist/random_init/seed0/backbone.pt")
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["eval"]["detection"] = {
+        "dataset": "voc0712", "backend": "detectron2", "methods": ["random_init"], "trials": [0],
+        "detectron2": {"device": "cpu", "num_workers": 0, "ims_per_batch": 2, "max_iter": 2, "steps": [],
+                       "warmup_iters": 1, "min_size_train": [48], "min_size_test": 48, "precise_bn_iters": 1,
+                       "rpn_pre_nms_topk_test": 200, "rpn_post_nms_topk_test": 50,
+                       "opts": {"MODEL.ANCHOR_GENERATOR.SIZES": [[16, 32, 64]],
+                                "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": 32}}}
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(prepare, "prepare", ("ds",), ds="voc0712")
+    run(detect, "detect", ("ds", "method", "seed"), ds="fmnist", method="random_init", seed=0)
+    m = json.loads(Path("results/detect/fmnist/random_init/seed0/metrics.json").read_text())
+    trial = m["per_seed"]["0"]
+    assert m["backend"] == "detectron2" and m["dataset"] == "voc0712"
+    for k in ("AP", "AP50", "AP75", "coco_AP50", "d2_AP50"):
+        assert 0.0 <= trial[k] <= 100.0, (k, trial[k])
+    assert trial["detections"] == len(json.loads(
+        Path("results/detect/fmnist/random_init/seed0/trial0/detections_voc_2007_test.json").read_text()))
