@@ -21,7 +21,6 @@ statistics, and each rank predicts a share of the test images, gathered for one 
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import math
 import time

@@ -11,7 +11,7 @@ import torch
 from sempos.data.prepare import stratified_val, transfer_image_size
 from sempos.errors import DatasetError
 from sempos.eval.transfer import logistic_transfer
-from sempos.eval.transfer_metrics import mean_per_class_accuracy, voc07_11point_map
+from sempos.eval.transfer_metrics import mean_per_class_accuracy
 from sempos.report import transfer_table
 
 
