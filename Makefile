@@ -46,6 +46,7 @@ bench: setup
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/throughput.py
 	$(PY) bench/mine.py
+	$(PY) bench/loader.py
 
 # Optional Detectron2 backend, built from a source checkout (README "Detectron2 (optional)").
 D2SRC ?= ../detectron2

@@ -95,6 +95,11 @@ def test_voc_overlay_is_moco_and_in_the_dag():
     stages = dvc_yaml(p)["stages"]
     assert "download-voc0712" in stages and "prepare-voc0712" in stages
     assert "data/prepared/voc0712.pt" in stages["detect-fmnist-simclr-seed0"]["deps"]
+    # The ImageNet overlay detects on voc0712 with Detectron2; voc.yaml on top keeps that backend.
+    both = load_params(REPO / "params.yaml", [REPO / "config" / "imagenet.yaml", REPO / "config" / "voc.yaml"])
+    det = both["eval"]["detection"]
+    assert det["dataset"] == "voc0712" and det["backend"] == "detectron2" and det["solver"]["iters"] == 24000
+    assert "prepare-voc0712" in dvc_yaml(both)["stages"]
 
 
 @pytest.mark.skipif("not __import__('sempos.detection.detectron2_backend', fromlist=['x']).available()",

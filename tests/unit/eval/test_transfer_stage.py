@@ -3,16 +3,14 @@ Oxford-IIIT Pets (single-label, mean per-class accuracy, a stratified validation
 classification (multi-label, 11-point mAP, the devkit's val split); prepare -> embed -> transfer (+ fine-tuning)
 -> the papers' transfer table. Also: every catalogued target is selectable in params and in the DAG."""
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import fake_voc_archives, jpeg_bytes, place_downloaded_files
+from conftest import fake_voc_archives, jpeg_bytes, place_downloaded_files, targz
 
 from sempos.config import load_params
 from sempos.data import catalog
@@ -39,17 +37,8 @@ def fake_pets(per_class_trainval=10, per_class_test=5, seed=0) -> dict:
                 images[f"images/{image_id}.jpg"] = jpeg_bytes(img)
                 rows[split].append(f"{image_id} {c + 1} 1 {c + 1}")
 
-    def tgz(members):
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-            for name, body in members.items():
-                info = tarfile.TarInfo(name)
-                info.size = len(body)
-                tf.addfile(info, io.BytesIO(body))
-        return buf.getvalue()
-
     ann = {f"annotations/{s}.txt": ("\n".join(r) + "\n").encode() for s, r in rows.items()}
-    return {"images.tar.gz": tgz(images), "annotations.tar.gz": tgz(ann)}
+    return {"images.tar.gz": targz(images), "annotations.tar.gz": targz(ann)}
 
 
 @pytest.fixture
