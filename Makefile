@@ -8,7 +8,7 @@ STAMP := $(VENV)/.sempos-installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CORES ?= 2
 
-.PHONY: setup data-prereqs reproduce test test-fast bench dvc-yaml lint clean-results detectron2
+.PHONY: setup data-prereqs reproduce test test-fast bench mutation dvc-yaml lint clean-results detectron2
 
 setup: $(STAMP) data-prereqs
 
@@ -55,6 +55,18 @@ detectron2: setup
 	$(PY) -m pip install --quiet 'setuptools<81'
 	$(PY) -m pip install --no-build-isolation $(D2SRC)
 	$(PY) -c "import detectron2._C, detectron2.model_zoo; print('detectron2 ok')"
+
+# Mutation testing of the core modules with mutmut (pinned in the `mutation` extra; pyproject.toml's
+# [tool.mutmut] names the modules and the tests). Not part of `make test`; docs/results.md has the score.
+# A fresh run each time; MUTANTS narrows it (e.g. MUTANTS='sempos.losses*'), NICE lowers its priority.
+NICE ?= 10
+MUTANTS ?=
+mutation: setup
+	$(PY) -m pip install --quiet -e '.[mutation]'
+	rm -rf mutants
+	nice -n $(NICE) $(VENV)/bin/mutmut run --max-children $(CORES) $(MUTANTS)
+	$(VENV)/bin/mutmut results --all true | $(PY) tools/mutation_summary.py > mutants/summary.md
+	cat mutants/summary.md
 
 dvc-yaml: setup
 	$(PY) -m sempos.pipeline dvc -o dvc.yaml

@@ -283,6 +283,42 @@ def encoded_prepared(work, per_class: int = 16, val_per_class: int = 4, crop: in
                            work / "prepared" / "imagenet.pt", cfg)
 
 
+# `make mutation` (mutmut): a mutant of module M is judged by M's own tests only. mutmut already runs just the
+# tests that called the mutated function; this narrows them to the test files that are about that module
+# (a trainer mutant is not re-judged by every test that happens to train a model). Keys are module prefixes.
+MUTATION_TESTS = {
+    "sempos.losses": ("unit/test_losses.py", "unit/test_neighbour_losses.py", "unit/positives/test_pairsets.py",
+                      "unit/positives/test_positive_sources.py", "unit/algos/", "unit/test_ddp_bank.py"),
+    "sempos.memory_bank": ("unit/test_memory_bank.py", "unit/test_ddp_bank.py", "unit/algos/test_neighbour_algos.py"),
+    "sempos.mining": ("unit/mining/",),
+    "sempos.algos": ("unit/algos/", "unit/test_ddp_bank.py", "unit/test_config.py",
+                     "unit/positives/test_positive_sources.py"),
+    "sempos.train.trainer": ("unit/train/", "unit/algos/test_ema.py", "unit/algos/test_partner_switches.py",
+                             "unit/algos/test_neighbour_algos.py", "unit/positives/test_positive_sources.py"),
+    "sempos.train.optim": ("unit/train/", "unit/algos/test_ema.py"),
+    "sempos.eval.knn": ("unit/eval/test_eval.py", "unit/stages/"),
+    "sempos.report.tables": ("unit/report/",),
+    "sempos.config": ("unit/test_config.py", "unit/positives/test_positive_sources.py",
+                      "unit/algos/test_partner_switches.py", "workflow/test_dvc_sync.py"),
+    "sempos.pipeline": ("unit/test_pipeline.py", "workflow/test_dvc_sync.py"),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    if "__mutmut_" not in mutant:
+        return
+    module = next((m for m in MUTATION_TESTS if mutant.startswith(m + ".")), None)
+    if module is None:
+        return
+    keep = [i for i in items if any(f"tests/{t}" in i.nodeid or i.nodeid.startswith(t)
+                                    for t in MUTATION_TESTS[module])]
+    dropped = [i for i in items if i not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 # --- a fake PASCAL VOC devkit (classification lists + XML box annotations), shared by data and detection tests ---
 
 VOC_COLOURS = ((230, 30, 30), (30, 200, 30), (40, 40, 230), (230, 220, 30))  # classes 0..3 (aeroplane .. boat)

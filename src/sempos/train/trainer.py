@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from .. import dist
 from ..algos import registry
-from ..algos.base import Batch, ema_update
+from ..algos.base import Batch, ema_update, partner_switches
 from ..augment import AugmentSpec, Normalizer, augment_batch, augment_crops
 from ..data.shards import is_encoded
 from ..config import digest
@@ -68,10 +68,13 @@ def geometry_seed(seed: int, epoch: int, step: int, rank: int = 0) -> int:
     return (seed * 1_000_003 + epoch * 100_003 + step * 7 + rank * 7_777_777 + 54321) % (2**63)
 
 
-def build_model(settings: dict, in_channels: int, num_train: int, seed: int, image_size: int = 32):
+def build_model(settings: dict, in_channels: int, num_train: int, seed: int, image_size: int = 32,
+                partners=None, positives_cfg: dict | None = None):
+    """The algorithm around a freshly seeded backbone, with the partner switches its positives ask for."""
     torch.manual_seed(seed)
     backbone = build_backbone(**backbone_kwargs(settings["backbone"], in_channels, image_size))
-    return registry.get(settings["algo"])(backbone, settings["hp"], num_train)
+    return registry.get(settings["algo"])(backbone, settings["hp"], num_train, partners=partners,
+                                          **partner_switches(positives_cfg))
 
 
 def history_csv(rows: list[dict]) -> str:
@@ -101,14 +104,12 @@ class Trainer:
             self.norm = Normalizer.fit(data["train_x"][pre_idx], rt.device)
         self.aug = AugmentSpec.from_cfg(s["augment"])
         self.size = self.images.crop_size if self.encoded else int(self.images.shape[-1])
-        self.model = build_model(s, int(self.images.shape[1]), len(pre_idx), job.seed, self.size).to(rt.device)
+        partners = job.partners.to(rt.device) if job.partners is not None else None
+        self.model = build_model(s, int(self.images.shape[1]), len(pre_idx), job.seed, self.size, partners,
+                                 job.positives_cfg).to(rt.device)
         if rt.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.model.diag_labels = self.labels
-        if job.partners is not None:
-            self.model.partners = job.partners.to(rt.device)
-            self.model.multi_positive = job.positives_cfg.get("variant") == "M"
-            self.model.mask_partners = bool(job.positives_cfg.get("mask_partners"))
         self.optimizer = build_optimizer(self.model.parameters(), self.cfg) if self.model.trains else None
         self.batch = min(self.cfg["batch_size"], len(self.pairs))
         self.world, self.rank = dist.world_size(), dist.rank()
