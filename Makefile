@@ -8,7 +8,7 @@ STAMP := $(VENV)/.sempos-installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CORES ?= 2
 
-.PHONY: setup data-prereqs reproduce test test-fast bench mutation dvc-yaml lint clean-results
+.PHONY: setup data-prereqs reproduce test test-fast bench mutation dvc-yaml lint clean-results detectron2
 
 setup: $(STAMP) data-prereqs
 
@@ -47,6 +47,14 @@ bench: setup
 	$(PY) bench/throughput.py
 	$(PY) bench/mine.py
 	$(PY) bench/loader.py
+
+# Optional Detectron2 backend, built from a source checkout (README "Detectron2 (optional)").
+D2SRC ?= ../detectron2
+detectron2: setup
+	@test -d $(D2SRC) || { echo "clone it first: git clone https://github.com/facebookresearch/detectron2 $(D2SRC)"; exit 2; }
+	$(PY) -m pip install --quiet 'setuptools<81'
+	$(PY) -m pip install --no-build-isolation $(D2SRC)
+	$(PY) -c "import detectron2._C, detectron2.model_zoo; print('detectron2 ok')"
 
 # Mutation testing of the core modules with mutmut (pinned in the `mutation` extra; pyproject.toml's
 # [tool.mutmut] names the modules and the tests). Not part of `make test`; docs/results.md has the score.

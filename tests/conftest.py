@@ -317,3 +317,136 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+# --- a fake PASCAL VOC devkit (classification lists + XML box annotations), shared by data and detection tests ---
+
+VOC_COLOURS = ((230, 30, 30), (30, 200, 30), (40, 40, 230), (230, 220, 30))  # classes 0..3 (aeroplane .. boat)
+
+
+def jpeg_bytes(rgb_hwc) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb_hwc).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def voc_scene(rng, width=64, height=48, max_objects=3, difficult_every=5, counter=None):
+    """An RGB scene of class-coloured rectangles on grey noise, placed without overlap, and its VOC objects
+    (1-based inclusive pixel boxes, so xmax - xmin + 1 is the rectangle's width); every `difficult_every`-th
+    object overall is flagged difficult."""
+    import numpy as np
+
+    img = rng.integers(90, 140, (height, width, 3)).astype(np.uint8)
+    taken = np.zeros((height, width), bool)
+    objects = []
+    for _ in range(int(rng.integers(1, max_objects + 1))):
+        for _try in range(30):
+            w, h = int(rng.integers(10, 26)), int(rng.integers(10, 22))
+            x0, y0 = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+            if not taken[y0:y0 + h, x0:x0 + w].any():
+                break
+        else:
+            continue
+        c = int(rng.integers(0, len(VOC_COLOURS)))
+        img[y0:y0 + h, x0:x0 + w] = VOC_COLOURS[c]
+        taken[max(0, y0 - 1):y0 + h + 1, max(0, x0 - 1):x0 + w + 1] = True
+        n = counter.setdefault("objects", 0) if counter is not None else 0
+        if counter is not None:
+            counter["objects"] += 1
+        objects.append({"cls": c, "box": (x0 + 1, y0 + 1, x0 + w, y0 + h),
+                        "difficult": int(difficult_every > 0 and n % difficult_every == difficult_every - 1)})
+    return img, objects
+
+
+def voc_xml(image_id: str, width: int, height: int, objects, classes) -> bytes:
+    objs = "".join(
+        f"<object><name>{classes[o['cls']]}</name><pose>Unspecified</pose><truncated>0</truncated>"
+        f"<difficult>{o['difficult']}</difficult><bndbox><xmin>{o['box'][0]}</xmin><ymin>{o['box'][1]}</ymin>"
+        f"<xmax>{o['box'][2]}</xmax><ymax>{o['box'][3]}</ymax></bndbox></object>" for o in objects)
+    return (f"<annotation><folder>VOC</folder><filename>{image_id}.jpg</filename><size><width>{width}</width>"
+            f"<height>{height}</height><depth>3</depth></size><segmented>0</segmented>{objs}</annotation>").encode()
+
+
+def fake_voc_tar(year: str, splits: dict, seed: int = 0, width: int = 64, height: int = 48):
+    """An uncompressed tar in the official layout: VOCdevkit/VOC<year>/{JPEGImages, Annotations, ImageSets/Main}
+    with every split list in `splits` ({name: [image ids]}) and the per-class <class>_<split>.txt lists
+    (1 present, 0 difficult only, -1 absent). Returns (tar bytes, {image_id: objects})."""
+    import numpy as np
+
+    from sempos.data.loaders.voc import CLASSES
+
+    rng = np.random.default_rng(seed)
+    root = f"VOCdevkit/VOC{year}/"
+    members, truth, counter = {}, {}, {}
+    for image_id in sorted({i for ids in splits.values() for i in ids}):
+        img, objects = voc_scene(rng, width, height, counter=counter)
+        truth[image_id] = objects
+        members[root + f"JPEGImages/{image_id}.jpg"] = jpeg_bytes(img)
+        members[root + f"Annotations/{image_id}.xml"] = voc_xml(image_id, width, height, objects, CLASSES)
+    for split, ids in splits.items():
+        members[root + f"ImageSets/Main/{split}.txt"] = ("\n".join(ids) + "\n").encode()
+        for c, name in enumerate(CLASSES):
+            rows = []
+            for i in ids:
+                mine = [o for o in truth[i] if o["cls"] == c]
+                flag = -1 if not mine else (1 if any(not o["difficult"] for o in mine) else 0)
+                rows.append(f"{i} {flag:>2}")
+            members[root + f"ImageSets/Main/{name}_{split}.txt"] = ("\n".join(rows) + "\n").encode()
+    return _tar(members), truth  # the VOC archives are plain (uncompressed) tars
+
+
+def place_downloaded_files(raw_dir: Path, files: dict) -> None:
+    """Several files in data/raw/<ds>/ with the MANIFEST the download stage writes after verifying them."""
+    import hashlib
+    import json
+
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    for name, body in files.items():
+        (raw_dir / name).write_bytes(body)
+    (raw_dir / "MANIFEST.json").write_text(json.dumps(
+        {"sha256": {name: hashlib.sha256(body).hexdigest() for name, body in files.items()}}))
+
+
+def fake_voc_archives(n_trainval07: int = 24, n_test07: int = 16, n_trainval12: int = 0, seed: int = 0):
+    """The VOC archives sempos reads, in their official layout: {file name: tar bytes} and {image_id: objects}
+    (VOC2012 only when n_trainval12 > 0; its ids look like 2008_000001, as in the real archive)."""
+    trainval = [f"{i:06d}" for i in range(1, n_trainval07 + 1)]
+    test = [f"{i:06d}" for i in range(5001, 5001 + n_test07)]
+    files, truth = {}, {}
+    tar, t = fake_voc_tar("2007", {"trainval": trainval, "train": trainval[::2], "val": trainval[1::2]}, seed)
+    files["VOCtrainval_06-Nov-2007.tar"], truth["2007 trainval"] = tar, t
+    tar, t = fake_voc_tar("2007", {"test": test}, seed + 1)
+    files["VOCtest_06-Nov-2007.tar"], truth["2007 test"] = tar, t
+    if n_trainval12:
+        ids12 = [f"2008_{i:06d}" for i in range(1, n_trainval12 + 1)]
+        tar, t = fake_voc_tar("2012", {"trainval": ids12, "train": ids12[::2], "val": ids12[1::2]}, seed + 2)
+        files["VOCtrainval_11-May-2012.tar"], truth["2012 trainval"] = tar, t
+    return files, truth
+
+
+def fake_pretrained(params: dict, method: str = "random_init", seed: int = 0, width: int = 4) -> Path:
+    """A pretrain job's outputs and record without training (cwd = the work dir): a random-init ResNet-18
+    backbone, so stages that read it pass the input check a stage run by hand makes."""
+    from sempos import provenance
+    from sempos.io import save_json, save_torch
+    from sempos.models.resnet import build_backbone
+    from sempos.pipeline import job
+
+    j = job("pretrain", params, {"ds": params["data"]["pretrain"], "method": method, "seed": seed})
+    torch.manual_seed(seed)
+    bb = build_backbone("resnet18_cifar", width, 1)
+    meta = {"arch": "resnet18_cifar", "width": width, "in_channels": 1, "image_size": 28, "patch_size": None,
+            "frozen_patch_embed": False, "feat_dim": bb.feat_dim, "norm_mean": [0.3], "norm_std": [0.3],
+            "method": method, "algo": "none", "seed": seed}
+    save_torch({"meta": meta, "state_dict": bb.state_dict()}, j.outputs["backbone"])
+    Path(j.outputs["history"]).write_text("epoch,steps,loss,knn_top1\n0,0,0.0,0.0\n")
+    save_json({"source": "augment", "optimizer_steps": 0}, j.outputs["positives"])
+    # The record a real run writes, minus the prepared input these tests do not make (the check skips inputs
+    # that are gone, as after a cleanup).
+    save_json({"job": j.name, "settings": j.settings(params), "code": "", "inputs": {},
+               "outputs": {f: provenance.digest(f) for f in j.output_files()}}, j.record)
+    return Path(j.outputs["backbone"])

@@ -21,7 +21,6 @@ import functools
 import json
 import sys
 from dataclasses import dataclass
-from itertools import product
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -48,6 +47,7 @@ FEATURES = "features/{ds}/{method}/seed{seed}/{target}.pt"
 KNN = "results/knn/{ds}/{method}/seed{seed}/metrics.json"
 LINEAR = "results/linear/{ds}/{method}/seed{seed}/metrics.json"
 TRANSFER = "results/transfer/{target}/{ds}/{method}/seed{seed}/metrics.json"
+TRANSFER_FT = "results/transfer_ft/{target}/{ds}/{method}/seed{seed}/metrics.json"
 SEMISUP = "results/semisup/{ds}/{method}/seed{seed}/frac{frac}/metrics.json"
 DETECT = "results/detect/{ds}/{method}/seed{seed}/metrics.json"
 REPORT = "results/report.md"
@@ -172,12 +172,48 @@ def transfer_targets(p: dict) -> list[str]:
 
 def dataset_of_target(target: str) -> str:
     """fmnist_heldout is a split of fmnist, not a separate download."""
-    return "fmnist" if target == "fmnist_heldout" else target
+    from .data.catalog import dataset_of_target as of
+
+    return of(target)
+
+
+def finetune_targets(p: dict) -> list[str]:
+    """eval.transfer.finetune: fine-tune on every single-label dataset target (not derived splits, not VOC07)."""
+    from .data.catalog import CATALOG
+
+    if not p["eval"]["transfer"].get("finetune"):
+        return []
+    return [t for t in transfer_targets(p) if t in CATALOG and not CATALOG[t].extras.get("multilabel")]
+
+
+def detection_dataset(p: dict) -> str:
+    """What detect trains and tests on: `proxy` scenes of the pretraining dataset, or a detection dataset."""
+    name = p["eval"]["detection"].get("dataset", "proxy")
+    return pretrain_ds(p) if name == "proxy" else name
 
 
 def needed_datasets(p: dict) -> list[str]:
     ds = [pretrain_ds(p)] + [dataset_of_target(t) for t in transfer_targets(p)]
+    if detect_runs(p):
+        ds.append(detection_dataset(p))
     return sorted(set(ds))
+
+
+def _prepare_params(p: dict, wc: Wc) -> list[str]:
+    """The pretraining dataset depends on `data`; transfer targets on the keys that set their stored size."""
+    if wc["ds"] == pretrain_ds(p):
+        return ["data"]
+    keys = ["data.pretrain", "data.image_size", "eval.transfer.image_size"]
+    return [k for k in keys if _has(p, k)]
+
+
+def _has(p: dict, dotted: str) -> bool:
+    node = p
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def runs(p: dict) -> list[dict]:
@@ -282,6 +318,7 @@ def _report_inputs(p: dict, wc: Wc) -> Paths:
         "knn": [fill(KNN, r) for r in rs],
         "linear": [fill(LINEAR, r) for r in rs],
         "transfer": [fill(TRANSFER, {**r, "target": t}) for r in rs for t in transfer_targets(p)],
+        "transfer_ft": [fill(TRANSFER_FT, {**r, "target": t}) for r in rs for t in finetune_targets(p)],
         "semisup": [fill(SEMISUP, r) for r in semisup_runs(p)],
         "detect": [fill(DETECT, r) for r in detect_runs(p)],
         "pairs": [fill(PAIRS_DIAG, r) for r in mined_runs(p)],
@@ -309,7 +346,7 @@ STAGES: dict[str, Stage] = {
         Stage(
             name="prepare", wildcards=("ds",), outputs={"prepared": PREPARED},
             inputs=_prepare_inputs,
-            params=lambda p, wc: ["data"] if wc["ds"] == pretrain_ds(p) else [],
+            params=_prepare_params,
             instances=lambda p: [{"ds": d} for d in needed_datasets(p)],
         ),
         Stage(
@@ -351,6 +388,13 @@ STAGES: dict[str, Stage] = {
             instances=lambda p: [{**r, "target": t} for r in runs(p) for t in transfer_targets(p)],
         ),
         Stage(
+            name="transfer_finetune", wildcards=("ds", "method", "seed", "target"), outputs={"metrics": TRANSFER_FT},
+            inputs=lambda p, wc: {"backbone": fill(BACKBONE, wc), "prepared": fill(PREPARED, {"ds": wc["target"]})},
+            params=lambda p, wc: _keys_except(p, "eval.transfer", "targets"),
+            instances=lambda p: [{**r, "target": t} for r in runs(p) for t in finetune_targets(p)],
+            heavy=True,
+        ),
+        Stage(
             name="semisup", wildcards=("ds", "method", "seed", "frac"), outputs={"metrics": SEMISUP},
             inputs=lambda p, wc: {"backbone": fill(BACKBONE, wc), "prepared": fill(PREPARED, wc)},
             params=lambda p, wc: _keys_except(p, "eval.semisup", "fractions"), instances=semisup_runs,
@@ -358,7 +402,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             name="detect", wildcards=("ds", "method", "seed"), outputs={"metrics": DETECT},
-            inputs=lambda p, wc: {"backbone": fill(BACKBONE, wc), "prepared": fill(PREPARED, wc)},
+            inputs=lambda p, wc: {"backbone": fill(BACKBONE, wc), "prepared": fill(PREPARED, {"ds": detection_dataset(p)})},
             params=lambda p, wc: _keys_except(p, "eval.detection", "methods"), instances=detect_runs,
             heavy=True,
         ),
@@ -398,7 +442,8 @@ def _code_digests(modules: tuple[str, ...]) -> dict[str, str]:
 
 # Which .smk file holds which stages' rules (python -m sempos.pipeline smk writes them).
 RULE_FILES = {"data": ("download", "pack", "prepare"), "pretrain": ("pretrain", "mine"),
-              "eval": ("embed", "knn", "linear", "transfer", "semisup", "detect"), "report": ("report",)}
+              "eval": ("embed", "knn", "linear", "transfer", "transfer_finetune", "semisup", "detect"),
+              "report": ("report",)}
 RULE_TEMPLATE = """
 rule {name}:
     input:
@@ -423,7 +468,7 @@ def render_smk() -> dict[str, str]:
     missing = set(STAGES) - {n for names in RULE_FILES.values() for n in names}
     if missing:
         raise RuntimeError(f"stages without a rule file: {sorted(missing)}")
-    return {f: f"# GENERATED by `python -m sempos.pipeline smk` from the stage table; do not edit.\n"
+    return {f: "# GENERATED by `python -m sempos.pipeline smk` from the stage table; do not edit.\n"
                + "".join(RULE_TEMPLATE.format(name=n) for n in names) for f, names in RULE_FILES.items()}
 
 

@@ -43,7 +43,7 @@ def test_commands_with_gpus_go_through_the_launcher():
 def test_gpus_are_asked_for_by_heavy_stages_only(p):
     q = {**p, "runtime": {**p["runtime"], "gpus_per_job": 2}}
     assert {n: s.gpus(q) for n, s in STAGES.items() if s.gpus(q)} == \
-        {n: 2 for n in ("mine", "pretrain", "embed", "linear", "semisup", "detect")}
+        {n: 2 for n in ("mine", "pretrain", "embed", "linear", "transfer_finetune", "semisup", "detect")}
     assert STAGES["pretrain"].gpus({**p, "runtime": {"threads": 1}}) == 0
 
 
@@ -77,7 +77,11 @@ def test_representative_params_sections(p):
     assert STAGES["pretrain"].params(p, RUN) == ["backbone", "pretrain", "augment", "methods.simclr"]
     assert STAGES["mine"].params(p, {**RUN, "method": "simclr_sepp"}) == ["methods.simclr_sepp.positives"]
     assert STAGES["prepare"].params(p, {"ds": "fmnist"}) == ["data"]
-    assert STAGES["prepare"].params(p, {"ds": "cifar10"}) == []  # a transfer target: data.* is not its recipe
+    # A transfer target: data.* is not its recipe, only what sets the resolution it is stored at.
+    assert STAGES["prepare"].params(p, {"ds": "cifar10"}) == ["data.pretrain", "eval.transfer.image_size"]
+    with_size = {**p, "data": {**p["data"], "image_size": 32}}
+    assert STAGES["prepare"].params(with_size, {"ds": "cifar10"}) == ["data.pretrain", "data.image_size",
+                                                                      "eval.transfer.image_size"]
     assert STAGES["knn"].params(p, RUN) == ["eval.knn"]
 
 

@@ -64,6 +64,22 @@ rule transfer:
     shell:
         SMK.shell("transfer")
 
+rule transfer_finetune:
+    input:
+        unpack(SMK.input("transfer_finetune")),
+    output:
+        **SMK.output("transfer_finetune"),
+    log:
+        SMK.log("transfer_finetune"),
+    params:
+        sections=SMK.sections("transfer_finetune"),
+        code=SMK.code("transfer_finetune"),
+    threads: SMK.threads("transfer_finetune")
+    resources:
+        gpu=SMK.gpus("transfer_finetune"),
+    shell:
+        SMK.shell("transfer_finetune")
+
 rule semisup:
     input:
         unpack(SMK.input("semisup")),

@@ -2,6 +2,11 @@
 
 Index lists are fixed by seed 0 and the data settings only, so every method and seed sees the same
 train/val split, the same pretraining subset and the same semi-supervised label subsets.
+
+Transfer targets (every dataset other than the pretraining one) are stored at the backbone's training
+resolution (`transfer_image_size`), and their validation split is the dataset's official one where it publishes
+one (`Arrays.val_idx`), else a fixed stratified VAL_FRACTION of train. Detection datasets (catalog kind
+"detection") are stored as their loader's box-record index; their images stay in the extraction.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from .splits import SPLIT_SEED, balanced_subset
 CORRUPT_RAW = (EOFError, zlib.error, gzip.BadGzipFile, tarfile.TarError, zipfile.BadZipFile, pickle.UnpicklingError,
                OSError, ValueError)
 
+VAL_FRACTION = 0.2  # of a transfer target's train split, where the dataset publishes no validation split
+
 
 def split_indices(labels: np.ndarray, val_size: int, train_subset: int, fractions: Sequence[float]) -> dict:
     n = len(labels)
@@ -49,6 +56,50 @@ def split_indices(labels: np.ndarray, val_size: int, train_subset: int, fraction
     )
     semi = {str(f): balanced_subset(labels, train, f / 100.0, SPLIT_SEED + 1) for f in fractions}
     return {"train": train, "val": val, "pretrain": pre, "semi": semi}
+
+
+def stratified_val(labels: np.ndarray, fraction: float = VAL_FRACTION, seed: int = SPLIT_SEED) -> np.ndarray:
+    """A fixed validation split holding `fraction` of every class (at least one image of each class that has two).
+
+    Multi-label targets ([N, C] labels) get a plain random `fraction`: there is no single class to stratify by.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        return np.sort(rng.permutation(len(labels))[: max(1, int(round(fraction * len(labels))))])
+    picked = []
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        if len(members) >= 2:
+            picked.append(members[: max(1, int(round(fraction * len(members))))])
+    if not picked:
+        raise DatasetError("no class has two training images: a validation split cannot be drawn")
+    return np.sort(np.concatenate(picked))
+
+
+def transfer_image_size(params: Mapping) -> int:
+    """The side transfer targets are stored at: eval.transfer.image_size, or else the backbone's training
+    resolution (data.image_size, or the pretraining dataset's stored size), so features are extracted at the
+    resolution the backbone was trained at (as the linear-transfer protocol resizes to 224 for ImageNet)."""
+    size = (params.get("eval", {}).get("transfer") or {}).get("image_size")
+    if size:
+        return int(size)
+    data = params["data"]
+    if data.get("image_size"):
+        return int(data["image_size"])
+    if is_encoded(data["pretrain"]):
+        return 224  # the encoded (JPEG) datasets' default crop (sempos.data.encoded)
+    return int(get(data["pretrain"]).extras["image_size"])
+
+
+def _target_splits(arrays) -> dict:
+    """train/val of a transfer target: the official validation split where there is one, else stratified."""
+    n = len(arrays.train_y)
+    val = np.sort(np.asarray(arrays.val_idx)) if arrays.val_idx is not None else stratified_val(arrays.train_y)
+    train = np.setdiff1d(np.arange(n), val)
+    if len(train) == 0 or len(val) == 0:
+        raise DatasetError(f"the train split ({n} images) is too small for a train/validation split")
+    return {"train": train, "val": val, "pretrain": train, "semi": {}}
 
 
 def _truncate(arrays, max_train: int, max_test: int):
@@ -100,7 +151,16 @@ def _append_unlabeled(arrays, splits: dict):
     return dataclasses.replace(arrays, train_x=train_x, train_y=train_y, unlabeled_x=None), splits
 
 
-def prepare(name: str, raw_root: Path, out: Path, data_cfg: Mapping | None = None) -> Path:
+def _target_options(loader, size: int | None) -> dict:
+    import inspect
+
+    return {"size": int(size)} if size and "size" in inspect.signature(loader).parameters else {}
+
+
+def prepare(name: str, raw_root: Path, out: Path, data_cfg: Mapping | None = None,
+            target_size: int | None = None) -> Path:
+    """Write data/prepared/<name>.pt. `data_cfg` (params' data section) shapes the pretraining dataset;
+    `target_size` is the side other (transfer) datasets are stored at (None: the loader's default)."""
     data_cfg = dict(data_cfg or {})
     if is_encoded(name):
         from .encoded import prepare_encoded
@@ -112,10 +172,14 @@ def prepare(name: str, raw_root: Path, out: Path, data_cfg: Mapping | None = Non
     raw_dir = raw_root / name
     if spec.files and not (raw_dir / "MANIFEST.json").exists():
         raise DatasetError(f"{raw_dir}/MANIFEST.json missing: run the download stage for '{name}' first")
+    if spec.kind == "detection":
+        save_torch(spec.loader(raw_dir), out)
+        return out
     is_pretrain = data_cfg.get("pretrain") == name
     if spec.files:
         verify_raw(raw_dir)
-    options = _loader_options(name, spec.loader, data_cfg) if is_pretrain else {}
+    options = (_loader_options(name, spec.loader, data_cfg) if is_pretrain
+               else _target_options(spec.loader, target_size))
     try:
         arrays = spec.loader(raw_dir, **options)
     except DatasetError:
@@ -125,12 +189,13 @@ def prepare(name: str, raw_root: Path, out: Path, data_cfg: Mapping | None = Non
                            f"and rerun the download stage (snakemake {raw_dir})") from None
     if is_pretrain:
         arrays = _truncate(arrays, int(data_cfg.get("max_train", 0)), int(data_cfg.get("max_test", 0)))
-    splits = split_indices(
-        arrays.train_y,
-        val_size=int(data_cfg.get("val_size", 0)) if is_pretrain else int(0.2 * len(arrays.train_y)),
-        train_subset=int(data_cfg.get("train_subset", 0)) if is_pretrain else 0,
-        fractions=data_cfg.get("semi_fractions", []) if is_pretrain else [],
-    )
+        splits = split_indices(arrays.train_y, val_size=int(data_cfg.get("val_size", 0)),
+                               train_subset=int(data_cfg.get("train_subset", 0)),
+                               fractions=data_cfg.get("semi_fractions", []))
+        val_kind = "random"
+    else:
+        splits = _target_splits(arrays)
+        val_kind = "official" if arrays.val_idx is not None else "stratified"
     if is_pretrain and arrays.unlabeled_x is not None:
         arrays, splits = _append_unlabeled(arrays, splits)
     h = hashlib.sha256()
@@ -150,6 +215,7 @@ def prepare(name: str, raw_root: Path, out: Path, data_cfg: Mapping | None = Non
             "semi": {k: torch.from_numpy(v) for k, v in splits["semi"].items()},
         },
         "content_sha256": h.hexdigest(),
+        "val_split": val_kind,  # how the validation split was drawn: random (data.val_size), official, stratified
     }
     save_torch(payload, out)
     return out
@@ -198,6 +264,8 @@ def load_prepared(path: str | Path) -> dict:
         from .encoded import load_encoded
 
         return load_encoded(payload, path)
+    if "train_x" not in payload:
+        return payload  # a detection set's index (image paths, boxes): the job record's sha256 covers its bytes
     if not digests.verdict(path, "content_sha256_ok"):
         if "content_sha256" not in payload or content_sha256(payload) != payload["content_sha256"]:
             raise DatasetError(f"{path} fails its content_sha256 check (corrupt or edited); delete it and rerun "

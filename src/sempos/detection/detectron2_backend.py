@@ -8,8 +8,18 @@ Detectron2 is optional and imported only inside these functions: without it, eve
 raises Detectron2Unavailable, which names the fix. Its Res5ROIHeads always builds a bottleneck res5, so only
 resnet50 backbones (any width) fit; the narrow ResNet-18 proxies use the torchvision backend.
 
-Two dataset sources: Detectron2's registered datasets (VOC under `datasets_root`, the DETECTRON2_DATASETS
-layout) or the proxy scenes (names starting with `sempos_proxy`), written as PNGs and registered here.
+Dataset sources: the prepared voc0712 index (detection.dataset: voc0712; its VOC2007/VOC2012 devkit folders are
+registered under Detectron2's names), VOC under `datasets_root` (the DETECTRON2_DATASETS layout), or the proxy
+scenes (names starting with `sempos_proxy`), written as PNGs and registered here.
+
+Metrics: every detection on the test set is collected and scored by sempos.detection.evaluate, exactly as the
+torchvision backend's (AP/AP50/AP75 by the VOC devkit's rules, coco_* by pycocotools); Detectron2's own
+evaluator (PascalVOCDetectionEvaluator for VOC, COCOEvaluator for the proxy) runs on the same detections and
+is kept as d2_AP/d2_AP50/d2_AP75 for comparison.
+
+Several GPUs: under torchrun (sempos.launch with runtime.gpus_per_job > 1) every rank joins one Detectron2
+DDP run; otherwise `num_gpus` > 1 spawns workers with detectron2.engine.launch. `norm: SyncBN` then
+synchronises BN statistics across GPUs, as MoCo's configs do.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ log = logging.getLogger(__name__)
 
 VOC_R50_C4: dict = {
     "roi_heads": "Res5ROIHeadsExtraNorm",   # MoCo: res5 + an extra norm layer (Res5ROIHeads without it)
-    "norm": "naiveSyncBN",                  # MoCo: "SyncBN seems to cause larger variance"
+    "norm": "SyncBN",                       # MoCo's Base-RCNN-C4-BN.yaml: "Fine-tune with SyncBN"
     "freeze_at": 0,
     "stride_in_1x1": False,                 # torchvision-style bottlenecks stride in the 3x3 conv
     "precise_bn": True,
@@ -193,20 +203,28 @@ def build_cfg(settings: Mapping | None = None, meta: Mapping | None = None, weig
     return cfg
 
 
-def register_voc(root: str | Path, names: Sequence[str]) -> None:
-    """(Re-)register the VOC splits in `names` under `root` (Detectron2 registers them at import time from
-    $DETECTRON2_DATASETS, which may have been unset then)."""
+def register_voc(dirs: Mapping[str, str | Path], names: Sequence[str]) -> None:
+    """(Re-)register the VOC splits in `names` whose devkit folder (VOCdevkit/VOC2007 or VOC2012) `dirs` gives
+    (Detectron2 registers them at import time from $DETECTRON2_DATASETS, which may have been unset then)."""
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.data.datasets.pascal_voc import register_pascal_voc
 
     for name in names:
-        if name not in VOC_SPLITS:
+        if name not in VOC_SPLITS or name not in dirs:
             continue
-        dirname, split = VOC_SPLITS[name]
+        _, split = VOC_SPLITS[name]
         if name in DatasetCatalog.list():
             DatasetCatalog.remove(name)
             MetadataCatalog.remove(name)
-        register_pascal_voc(name, os.path.join(str(root), dirname), split, 2007 if "2007" in name else 2012)
+        register_pascal_voc(name, str(dirs[name]), split, 2007 if "2007" in name else 2012)
+
+
+def voc_dirs(s: Mapping, data: Mapping | None) -> dict[str, str]:
+    """Devkit folder of each VOC split: the prepared voc0712 index's, else under datasets_root/DETECTRON2_DATASETS."""
+    if data is not None and data.get("kind") == "detection":
+        return dict(data["dirs"])
+    root = Path(s["datasets_root"] or os.getenv("DETECTRON2_DATASETS", "datasets")).expanduser()
+    return {name: str(root / year) for name, (year, _) in VOC_SPLITS.items()}
 
 
 def write_scenes(name: str, scenes, image_dir: str | Path) -> dict:
@@ -251,19 +269,43 @@ def register_scenes(spec: Mapping) -> None:
 
 def _trainer_class():
     from detectron2.engine import DefaultTrainer
-    from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
+    from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvaluators, PascalVOCDetectionEvaluator
+    from detectron2.utils import comm
     from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 
+    class Detections(DatasetEvaluator):
+        """Every test detection (original image pixels, XYXY), written once to a JSON file for sempos' evaluation."""
+
+        def __init__(self, path: str) -> None:
+            self.path, self.rows = path, []
+
+        def reset(self):
+            self.rows = []
+
+        def process(self, inputs, outputs):
+            for inp, out in zip(inputs, outputs):
+                inst = out["instances"].to("cpu")
+                for box, score, cls in zip(inst.pred_boxes.tensor.tolist(), inst.scores.tolist(),
+                                           inst.pred_classes.tolist()):
+                    self.rows.append({"file_name": inp["file_name"], "label": int(cls), "score": float(score),
+                                      "box": box})
+
+        def evaluate(self):
+            rows = comm.gather(self.rows, dst=0)
+            if comm.is_main_process():
+                save_json([r for part in rows for r in part], self.path)
+            return {}
+
     class Trainer(DefaultTrainer):
-        """MoCo's train_net.Trainer (VOC or COCO evaluator by dataset name), logging to the console and
-        metrics.json only, so tensorboard is not needed."""
+        """MoCo's train_net.Trainer (VOC or COCO evaluator by dataset name) plus the detection collector, logging
+        to the console and metrics.json only, so tensorboard is not needed."""
 
         @classmethod
         def build_evaluator(cls, cfg, dataset_name, output_folder=None):
             output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference")
-            if dataset_name.startswith("voc"):
-                return PascalVOCDetectionEvaluator(dataset_name)
-            return COCOEvaluator(dataset_name, output_dir=output_folder)
+            own = (PascalVOCDetectionEvaluator(dataset_name) if dataset_name.startswith("voc")
+                   else COCOEvaluator(dataset_name, output_dir=output_folder))
+            return DatasetEvaluators([own, Detections(os.path.join(cfg.OUTPUT_DIR, f"detections_{dataset_name}.json"))])
 
         def build_writers(self):
             return [CommonMetricPrinter(self.max_iter), JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))]
@@ -272,7 +314,7 @@ def _trainer_class():
 
 
 def _train_worker(cfg_yaml: str, result_path: str, scene_specs: Sequence[Mapping] = (),
-                  voc_root: str | None = None) -> None:
+                  voc: Mapping[str, str] | None = None) -> None:
     """One process's dataset registration, Detectron2 training and final evaluation; the main process writes
     the results JSON. Runs in the caller's process, or in each worker that detectron2's launch spawns."""
     from detectron2.config import get_cfg
@@ -280,8 +322,8 @@ def _train_worker(cfg_yaml: str, result_path: str, scene_specs: Sequence[Mapping
     from detectron2.utils.env import seed_all_rng
 
     register_extra_norm_heads()
-    if voc_root is not None:
-        register_voc(voc_root, list(VOC_SPLITS))
+    if voc:
+        register_voc(voc, list(VOC_SPLITS))
     for spec in scene_specs:
         register_scenes(spec)
     cfg = get_cfg()
@@ -296,6 +338,28 @@ def _train_worker(cfg_yaml: str, result_path: str, scene_specs: Sequence[Mapping
         save_json(_plain(results), result_path)
 
 
+def _under_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _join_torchrun(worker, args) -> None:
+    """Run `worker` in this torchrun rank as detectron2.engine.launch's workers do: one process group over every
+    rank, Detectron2's per-machine group, this rank's GPU."""
+    import torch
+    import torch.distributed as tdist
+    from detectron2.utils import comm
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if not tdist.is_initialized():
+        tdist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+    if comm._LOCAL_PROCESS_GROUP is None:
+        comm.create_local_process_group(int(os.environ.get("LOCAL_WORLD_SIZE", tdist.get_world_size())))
+    comm.synchronize()
+    worker(*args)
+
+
 def _plain(obj):
     """Detectron2 results (OrderedDicts of numpy floats) as JSON-ready Python values."""
     if isinstance(obj, Mapping):
@@ -306,22 +370,29 @@ def _plain(obj):
 
 
 def train_and_evaluate(cfg, num_gpus: int = 1, scene_specs: Sequence[Mapping] = (),
-                       voc_root: str | Path | None = None) -> dict:
+                       voc: Mapping[str, str] | None = None) -> dict:
     """Detectron2 DefaultTrainer training from cfg.MODEL.WEIGHTS, then evaluation on cfg.DATASETS.TEST;
-    returns the evaluator's results ({"bbox": {"AP", "AP50", "AP75", ...}}). scene_specs (write_scenes) and
-    voc_root name the datasets to register in every process."""
+    returns Detectron2's evaluator results ({"bbox": {"AP", "AP50", "AP75", ...}}) and leaves every detection in
+    OUTPUT_DIR/detections_<test set>.json. scene_specs (write_scenes) and voc (split -> devkit folder) name the
+    datasets to register in every process."""
     _require()
     out = Path(cfg.OUTPUT_DIR)
     out.mkdir(parents=True, exist_ok=True)
     result_path = out / "results.json"
-    args = (cfg.dump(), str(result_path), list(scene_specs), None if voc_root is None else str(voc_root))
-    if num_gpus > 1:
+    args = (cfg.dump(), str(result_path), list(scene_specs), dict(voc) if voc else None)
+    if _under_torchrun():
+        _join_torchrun(_train_worker, args)
+    elif num_gpus > 1:
         from detectron2.engine import launch
 
         launch(_train_worker, num_gpus, dist_url="auto", args=args)
     else:
         _train_worker(*args)
     if not result_path.exists():
+        from detectron2.utils import comm
+
+        if not comm.is_main_process():
+            return {}
         raise DetectionError(f"detectron2 training in {out} ended without writing {result_path.name}; see its log")
     return json.loads(result_path.read_text())
 
@@ -344,45 +415,45 @@ def _scene_specs(s: Mapping, data: Mapping | None, det: Mapping, out_dir: Path) 
     return [write_scenes(n, test if n in s["test_datasets"] else train, out_dir / "scenes" / n) for n in proxy]
 
 
-def _check_voc(s: Mapping) -> None:
+def _check_voc(s: Mapping, dirs: Mapping[str, str]) -> None:
     """Fail before any training when a VOC split's folder is missing (Detectron2 would fail much later)."""
-    root = Path(s["datasets_root"] or os.getenv("DETECTRON2_DATASETS", "datasets")).expanduser()
     for name in list(s["train_datasets"]) + list(s["test_datasets"]):
-        if name in VOC_SPLITS and not (root / VOC_SPLITS[name][0] / "ImageSets" / "Main").is_dir():
-            raise DetectionError(f"dataset {name} needs {root / VOC_SPLITS[name][0]} (VOCdevkit layout: Annotations/, "
-                                 f"ImageSets/Main/, JPEGImages/); set detection.detectron2.datasets_root to the "
-                                 f"folder holding VOC2007/ and VOC2012/")
+        if name in VOC_SPLITS and not (Path(dirs[name]) / "ImageSets" / "Main").is_dir():
+            raise DetectionError(f"dataset {name} needs {dirs[name]} (VOCdevkit layout: Annotations/, ImageSets/Main/, "
+                                 f"JPEGImages/): run the prepare stage for voc0712 (detection.dataset: voc0712), or "
+                                 f"set detection.detectron2.datasets_root to the folder holding VOC2007/ and VOC2012/")
 
 
-def run_trials(backbone_path, cfg: Mapping, seeds: Sequence[int], out_dir: str | Path,
-               data: Mapping | None = None) -> dict:
-    """MoCo's protocol in Detectron2: convert the backbone once, train one detector per seed, report per-seed
-    and mean/std AP, AP50, AP75. `cfg` is the whole `detection` section (its `detectron2` sub-section holds
-    the overrides); `data` is needed only for proxy-scene datasets."""
-    _require()
-    det = detection_settings(cfg)
-    s = d2_settings(det["detectron2"])
-    if not seeds:
-        raise DetectionError("run_trials needs at least one seed (MoCo reports the mean of 5)")
-    out_dir = Path(out_dir)
-    meta = load_torch(backbone_path)["meta"]
-    weights = out_dir / "backbone_detectron2.pkl"
-    convert_checkpoint(backbone_path, weights)
-    specs = _scene_specs(s, data, det, out_dir)
-    _check_voc(s)
-    per_seed = {}
-    for seed in seeds:
-        d2cfg = build_cfg(s, meta, weights, out_dir / f"trial{int(seed)}", int(seed))
-        results = train_and_evaluate(d2cfg, int(s["num_gpus"]), specs, s["datasets_root"])
-        per_seed[str(int(seed))] = {"seed": int(seed), **coco_convention(results.get("bbox", {}))}
-        log.info("detectron2 trial seed %d: %s", int(seed),
-                 {k: round(v, 2) for k, v in per_seed[str(int(seed))].items() if k in ("AP", "AP50", "AP75")})
-    # The VOC evaluator reports AP/AP50/AP75, the COCO one also APs/m/l: summarise what every trial has.
-    keys = [k for k in ("AP", "AP50", "AP75", "APs", "APm", "APl") if all(k in t for t in per_seed.values())]
-    result = {"per_seed": per_seed, **summarize(list(per_seed.values()), keys), "n_trials": len(per_seed),
-              "backend": "detectron2", "backbone_path": str(backbone_path), "settings": s}
-    save_json(result, out_dir / "metrics.json")
-    return result
+def _test_ground_truth(s: Mapping, det: Mapping, data: Mapping | None, specs: Sequence[Mapping]):
+    """(ground-truth records, classes, file name -> record position) of the (first) test set, for
+    sempos.detection.evaluate."""
+    name = s["test_datasets"][0]
+    if name.startswith(PROXY_PREFIX):
+        spec = next(sp for sp in specs if sp["name"] == name)
+        records = json.loads(Path(spec["records"]).read_text())
+        gt = [{"image_id": i, "boxes": [a["bbox"] for a in r["annotations"]],
+               "labels": [a["category_id"] for a in r["annotations"]], "difficult": [0] * len(r["annotations"]),
+               "width": r["width"], "height": r["height"]} for i, r in enumerate(records)]
+        return gt, list(spec["classes"]), {r["file_name"]: i for i, r in enumerate(records)}
+    if data is not None and data.get("kind") == "detection" and name in data["sets"]:
+        from .voc import VOCBoxes
+
+        boxes = VOCBoxes.from_index(data, [name])
+        return boxes.ground_truth(), boxes.classes, {r["file"]: i for i, r in enumerate(boxes.records)}
+    return None, None, None  # a dataset sempos has no index of: Detectron2's own evaluator only
+
+
+def _score(trial_dir: Path, s: Mapping, gt, classes, where, use_07: bool, d2_results: Mapping) -> dict:
+    """sempos' metrics on the collected detections, plus Detectron2's evaluator as d2_*."""
+    from .evaluate import evaluate
+
+    d2 = {f"d2_{k}": v for k, v in coco_convention(d2_results.get("bbox", {})).items()}
+    if gt is None:
+        return {**{k[3:]: v for k, v in d2.items()}, **d2}
+    rows = json.loads((trial_dir / f"detections_{s['test_datasets'][0]}.json").read_text())
+    dets = [{"image_id": where[r["file_name"]], "label": r["label"], "score": r["score"], "box": r["box"]}
+            for r in rows]
+    return {**evaluate(gt, dets, classes, use_07), **d2, "detections": len(dets)}
 
 
 def coco_convention(bbox: Mapping) -> dict[str, float]:
@@ -395,25 +466,67 @@ def coco_convention(bbox: Mapping) -> dict[str, float]:
     return {k: (-1.0 if math.isnan(v) else v) for k, v in values.items()}
 
 
-def load_report(weights: str | Path, settings: Mapping | None = None, meta: Mapping | None = None) -> dict:
-    """Build the C4 model (on CPU) and load a converted .pkl the way DetectionCheckpointer does (suffix
-    matching); returns the backbone/res5 keys the file left missing and the file keys that were not used."""
+def run_trials(backbone_path, cfg: Mapping, seeds: Sequence[int], out_dir: str | Path,
+               data: Mapping | None = None) -> dict:
+    """MoCo's protocol in Detectron2: convert the backbone once, train one detector per seed, report per-seed
+    and mean/std AP, AP50, AP75 (sempos.detection.evaluate on the collected detections) and Detectron2's own
+    evaluator's (d2_*). `cfg` is the whole `detection` section (its `detectron2` sub-section holds the
+    overrides); `data` is the prepared payload: the voc0712 index, or the pretraining dataset for proxy scenes."""
     _require()
-    import pickle
+    from detectron2.utils import comm
 
-    import torch
-    from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
+    det = detection_settings(cfg)
+    s = d2_settings(det["detectron2"])
+    if not seeds:
+        raise DetectionError("run_trials needs at least one seed (MoCo reports the mean of 5)")
+    out_dir = Path(out_dir)
+    meta = load_torch(backbone_path)["meta"]
+    weights = out_dir / "backbone_detectron2.pkl"
+    if not _under_torchrun() or int(os.environ.get("RANK", "0")) == 0:
+        convert_checkpoint(backbone_path, weights)
+    specs = _scene_specs(s, data if data is None or data.get("kind") != "detection" else None, det, out_dir)
+    dirs = voc_dirs(s, data)
+    _check_voc(s, dirs)
+    gt, classes, where = _test_ground_truth(s, det, data, specs)
+    per_seed = {}
+    for seed in seeds:
+        trial_dir = out_dir / f"trial{int(seed)}"
+        d2cfg = build_cfg(s, meta, weights, trial_dir, int(seed))
+        results = train_and_evaluate(d2cfg, int(s["num_gpus"]), specs, dirs)
+        if _under_torchrun() and not comm.is_main_process():
+            continue
+        per_seed[str(int(seed))] = {"seed": int(seed), **_score(trial_dir, s, gt, classes, where,
+                                                                bool(det["voc"]["use_07_metric"]), results)}
+        log.info("detectron2 trial seed %d: %s", int(seed),
+                 {k: round(v, 2) for k, v in per_seed[str(int(seed))].items() if k in ("AP", "AP50", "AP75")})
+    if _under_torchrun() and not comm.is_main_process():
+        return {}
+    keys = [k for k in ("AP", "AP50", "AP75", "coco_AP", "coco_AP50", "coco_AP75", "coco_APs", "coco_APm",
+                        "coco_APl", "d2_AP", "d2_AP50", "d2_AP75") if all(k in t for t in per_seed.values())]
+    result = {"per_seed": per_seed, **summarize(list(per_seed.values()), keys), "n_trials": len(per_seed),
+              "backend": "detectron2", "dataset": det["dataset"], "backbone_path": str(backbone_path), "settings": s}
+    save_json(result, out_dir / "metrics.json")
+    return result
+
+
+def load_report(weights: str | Path, settings: Mapping | None = None, meta: Mapping | None = None) -> dict:
+    """Build the C4 model (on CPU), load a converted .pkl with Detectron2's own DetectionCheckpointer (suffix
+    matching) and report its incompatible keys: the backbone/res5 keys the file left missing, the file keys no
+    model key used (`unused`, Detectron2's unexpected keys), and keys whose shapes disagree."""
+    _require()
+    from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
 
     s = d2_settings(settings)
     s["device"] = "cpu"
     model = build_model(build_cfg(s, meta))
-    with open(weights, "rb") as f:
-        ckpt = {k: torch.as_tensor(v) for k, v in pickle.load(f)["model"].items()}
-    aligned = align_and_update_state_dicts(model.state_dict(), dict(ckpt), c2_conversion=False)
-    result = model.load_state_dict(aligned, strict=False)
-    pretrained = [k for k in result.missing_keys
+    checkpointer = DetectionCheckpointer(model)
+    # _load_model is what checkpointer.load() runs after reading the file; it returns fvcore's _IncompatibleKeys.
+    checkpoint = checkpointer._load_file(str(weights))
+    n_file = len(checkpoint["model"])
+    incompatible = checkpointer._load_model(checkpoint)
+    pretrained = [k for k in incompatible.missing_keys
                   if k.startswith("backbone.") or (k.startswith("roi_heads.res5.") and ".res5.norm." not in k)]
-    # Suffix matching is how the checkpointer pairs names, so a file key is used if it ends a loaded model key.
-    used = {c for c in ckpt if any(k == c or k.endswith("." + c) for k in aligned)}
-    return {"missing": sorted(pretrained), "unused": sorted(set(ckpt) - used), "loaded": len(aligned)}
+    unused, wrong = sorted(incompatible.unexpected_keys), sorted(k for k, *_ in incompatible.incorrect_shapes)
+    return {"missing": sorted(pretrained), "unused": unused, "wrong_shape": wrong,
+            "loaded": n_file - len(unused) - len(wrong)}  # file keys that reached a model parameter or buffer

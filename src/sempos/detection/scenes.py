@@ -55,6 +55,26 @@ class SceneSet:
         return SceneSet(self.images[idx], [self.boxes[i] for i in idx], [self.labels[i] for i in idx],
                         [self.sources[i] for i in idx], self.classes)
 
+    def load(self, i: int, flip: bool, in_channels: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(float image [C, H, W] in [0, 1], boxes [k, 4] pixel-edge XYXY, labels [k] 0-based) of scene i."""
+        x = self.images[i].float().div_(255.0)
+        boxes = self.boxes[i]
+        if flip:
+            width = x.shape[-1]
+            x = x.flip(-1)
+            boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1)
+        if x.shape[0] != in_channels:
+            if x.shape[0] != 1:
+                raise DetectionError(f"scenes have {x.shape[0]} channels but the backbone takes {in_channels}")
+            x = x.expand(in_channels, -1, -1)  # grayscale scenes into an RGB backbone: replicate the channel
+        return x, boxes, self.labels[i]
+
+    def ground_truth(self) -> list[dict]:
+        """Records for sempos.detection.evaluate (image ids are scene positions; no difficult objects)."""
+        h, w = self.images.shape[-2:]
+        return [{"image_id": i, "boxes": self.boxes[i].tolist(), "labels": self.labels[i].tolist(),
+                 "difficult": [0] * len(self.labels[i]), "width": int(w), "height": int(h)} for i in range(len(self))]
+
     def coco(self) -> dict:
         """COCO-format ground truth (image ids are 1-based scene positions)."""
         h, w = self.images.shape[-2:]

@@ -40,7 +40,8 @@ def collect(metrics: Mapping[str, Iterable[str | Path]]) -> pd.DataFrame:
         put(m, "linear top5", m["top5"])
     for p in map(Path, metrics.get("transfer", ())):
         m = _read(p)
-        put(m, f"transfer {m['target']} top1", m["top1"])
+        if "top1" in m:  # multi-label targets (VOC07) report mAP only: report/transfer_table.py shows them
+            put(m, f"transfer {m['target']} top1", m["top1"])
     for p in map(Path, metrics.get("semisup", ())):
         m = _read(p)
         frac = f"{m['fraction']:g}"

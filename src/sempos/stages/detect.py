@@ -1,7 +1,7 @@
 """Object detection from a pretrained backbone: MoCo's Faster R-CNN C4 protocol, mean of several trials.
 
-detection.backend torchvision (always available; proxy scenes on CPU) or detectron2 (when installed;
-VOC07+12 with MoCo's R50-C4 settings, or the proxy scenes registered as Detectron2 datasets).
+detection.dataset: proxy scenes of the pretraining dataset (CPU) or voc0712 (VOC07+12 trainval -> VOC07 test,
+config/voc.yaml); detection.backend: torchvision (always available) or detectron2 (when installed).
 """
 
 from pathlib import Path
@@ -33,7 +33,7 @@ def body(params, args):
     else:
         from ..detection.train import run_trials
 
-        run_trials(backbone, cfg, seeds, data=data, device=rt.device, out_dir=out_dir)
+        run_trials(backbone, cfg, seeds, data=data, device=rt.device, out_dir=out_dir, sync_bn=rt.sync_bn)
 
 
 if __name__ == "__main__":

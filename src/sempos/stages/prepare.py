@@ -3,7 +3,7 @@ encoded JPEG dataset, the index over the pack stage's shards)."""
 
 from pathlib import Path
 
-from ..data.prepare import prepare
+from ..data.prepare import prepare, transfer_image_size
 from .common import run_stage
 
 
@@ -14,7 +14,8 @@ def body(params, args):
 
         prepare_encoded(args.ds, raw, Path(args.inputs["shards"]), out, dict(params["data"]))
     else:
-        prepare(args.ds, raw.parent, out, params["data"])
+        is_target = args.ds != params["data"]["pretrain"]
+        prepare(args.ds, raw.parent, out, params["data"], target_size=transfer_image_size(params) if is_target else None)
 
 
 if __name__ == "__main__":

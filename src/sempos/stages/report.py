@@ -14,7 +14,7 @@ import pandas as pd
 from ..config import seeds_of
 from ..io import save_json, save_text
 from ..pipeline import runs
-from ..report import plots, positives, published, stats, tables
+from ..report import plots, positives, published, stats, tables, transfer_table
 from .common import run_stage
 
 
@@ -173,6 +173,8 @@ def body(params, args):
         lines += ["## Training budget", "", tables.markdown(budget_view), ""]
     lines += [monitor, "", "![online kNN monitor](plots/knn_monitor.png)", ""]
     lines += extra
+    lines += transfer_table.section({"linear": args.inputs["transfer"], "finetune": args.inputs["transfer_ft"]}, ds,
+                                    methods, tdir, tables.write_table)
     lines += [
         "## Published numbers (not ours; shown for orientation only)",
         "",

@@ -19,6 +19,9 @@ from sempos.io import save_torch
 from sempos.models.resnet import build_backbone
 
 CLASSES = ["a", "b", "c", "d"]
+# The backend needs Detectron2 with its compiled extension: a source checkout without `detectron2._C` skips too.
+needs_detectron2 = pytest.mark.skipif(not d2b.available(), reason="detectron2 (with its built extension "
+                                      "detectron2._C) is not installed; README: 'Detectron2 (optional)'")
 
 
 @pytest.fixture(autouse=True)
@@ -224,13 +227,13 @@ def test_trials_give_coco_aps_and_are_deterministic(tmp_path):
     res = run_trials(path, TINY, seeds=[0, 1], data=payload(), out_dir=tmp_path / "det")
     assert set(res["per_seed"]) == {"0", "1"} and res["n_trials"] == 2
     for trial in res["per_seed"].values():
-        for k in ("AP", "AP50", "AP75", "APs", "APm"):
+        for k in ("AP", "AP50", "AP75", "coco_AP", "coco_AP50", "coco_AP75", "coco_APs", "coco_APm"):
             v = trial[k]
             assert math.isfinite(v) and (0.0 <= v <= 100.0 or v == -1.0), (k, v)
         # 48 px canvases hold no object of COCO's large range (area > 96^2): COCOeval's -1 is kept as -1.
-        assert trial["APl"] == -1.0
+        assert trial["coco_APl"] == -1.0
     per_seed = [res["per_seed"][s] for s in ("0", "1")]
-    for k in ("AP", "AP50", "AP75", "APs", "APm", "APl"):
+    for k in ("AP", "AP50", "AP75", "coco_AP", "coco_APs", "coco_APm", "coco_APl"):
         vals = np.array([t[k] for t in per_seed])
         assert res["mean"][k] == pytest.approx(vals.mean()) and res["std"][k] == pytest.approx(vals.std(ddof=1))
     import json
@@ -263,10 +266,10 @@ def test_detectron2_missing_names_the_fix(monkeypatch):
     assert d2b.coco_convention({"AP": 5.0, "APl": nan}) == {"AP": 5.0, "APl": -1.0}  # no large objects
 
 
+@needs_detectron2
 def test_detectron2_config_follows_moco_voc():
-    pytest.importorskip("detectron2")
     cfg = d2b.build_cfg({})
-    assert cfg.MODEL.ROI_HEADS.NAME == "Res5ROIHeadsExtraNorm" and cfg.MODEL.RESNETS.NORM == "naiveSyncBN"
+    assert cfg.MODEL.ROI_HEADS.NAME == "Res5ROIHeadsExtraNorm" and cfg.MODEL.RESNETS.NORM == "SyncBN"
     assert cfg.MODEL.BACKBONE.FREEZE_AT == 0 and cfg.TEST.PRECISE_BN.ENABLED and not cfg.MODEL.RESNETS.STRIDE_IN_1X1
     assert cfg.SOLVER.BASE_LR == 0.02 and cfg.SOLVER.MAX_ITER == 24000 and tuple(cfg.SOLVER.STEPS) == (18000, 22000)
     assert cfg.SOLVER.WARMUP_ITERS == 100 and cfg.SOLVER.IMS_PER_BATCH == 16
@@ -278,10 +281,10 @@ def test_detectron2_config_follows_moco_voc():
     assert [list(s) for s in over.MODEL.ANCHOR_GENERATOR.SIZES] == [[16, 32]]
 
 
-@pytest.mark.parametrize("arch,depth,norm", [("resnet50", 50, "naiveSyncBN"), ("resnet50", 50, "FrozenBN"),
+@needs_detectron2
+@pytest.mark.parametrize("arch,depth,norm", [("resnet50", 50, "SyncBN"), ("resnet50", 50, "FrozenBN"),
                                               ("resnet18", 18, "BN")])
 def test_converted_weights_load_into_a_detectron2_resnet(arch, depth, norm):
-    pytest.importorskip("detectron2")
     from detectron2.config import get_cfg
     from detectron2.layers import ShapeSpec
     from detectron2.modeling.backbone.resnet import build_resnet_backbone
@@ -298,18 +301,31 @@ def test_converted_weights_load_into_a_detectron2_resnet(arch, depth, norm):
     assert torch.equal(d2.res4[-1].conv1.weight, ours.layer3[-1].conv1.weight)
 
 
+@needs_detectron2
 def test_detectron2_c4_loads_a_narrow_grayscale_r50(tmp_path):
-    pytest.importorskip("detectron2")
     path, meta = backbone_file(tmp_path, "resnet50", width=8)
     convert.convert_checkpoint(path, tmp_path / "w.pkl")
     report = d2b.load_report(tmp_path / "w.pkl", {"num_classes": 4}, meta)
-    assert report == {"missing": [], "unused": [], "loaded": report["loaded"]} and report["loaded"] == 318
+    assert report == {"missing": [], "unused": [], "wrong_shape": [], "loaded": 318}
+    # A key no model parameter ends with, and a dropped one, must both be reported (Detectron2's own result).
+    with open(tmp_path / "w.pkl", "rb") as f:
+        blob = pickle.load(f)
+    blob["model"]["res9.0.conv1.weight"] = np.zeros((1, 1, 1, 1), np.float32)
+    del blob["model"]["res4.2.conv2.weight"]
+    blob["model"]["res3.0.conv1.norm.bias"] = np.zeros(3, np.float32)  # a shape the model does not have
+    with open(tmp_path / "bad.pkl", "wb") as f:
+        pickle.dump(blob, f)
+    bad = d2b.load_report(tmp_path / "bad.pkl", {"num_classes": 4}, meta)
+    # Detectron2's suffix matching skips a file key whose shape disagrees: it stays unused, its model key missing.
+    assert bad["unused"] == ["res3.0.conv1.norm.bias", "res9.0.conv1.weight"]
+    assert bad["missing"] == ["backbone.res3.0.conv1.norm.bias", "backbone.res4.2.conv2.weight"]
+    assert bad["wrong_shape"] == [] and bad["loaded"] == 316
     with pytest.raises(DetectionError, match="torchvision"):
         d2b.build_cfg({}, {**meta, "arch": "resnet18_cifar"})
 
 
+@needs_detectron2
 def test_detectron2_trains_and_scores_proxy_scenes(tmp_path):
-    pytest.importorskip("detectron2")
     path, _ = backbone_file(tmp_path, "resnet50", width=8)
     cfg = {"train_scenes": 8, "test_scenes": 4, "scenes": {"canvas": 64},
            "detectron2": {"train_datasets": ["sempos_proxy_train"], "test_datasets": ["sempos_proxy_test"],
@@ -319,5 +335,8 @@ def test_detectron2_trains_and_scores_proxy_scenes(tmp_path):
                           "opts": {"MODEL.ANCHOR_GENERATOR.SIZES": [[16, 32, 64]],
                                    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": 32}}}
     res = d2b.run_trials(path, cfg, seeds=[0], out_dir=tmp_path / "d2", data=payload())
-    ap = res["per_seed"]["0"]["AP"]
-    assert res["backend"] == "detectron2" and 0.0 <= ap <= 100.0 and res["per_seed"]["0"]["APl"] == -1.0
+    trial = res["per_seed"]["0"]
+    assert res["backend"] == "detectron2" and 0.0 <= trial["AP"] <= 100.0 and trial["coco_APl"] == -1.0
+    # The same detections scored by pycocotools here and by Detectron2's COCOEvaluator there.
+    for k in ("AP", "AP50", "AP75"):
+        assert trial[f"coco_{k}"] == pytest.approx(trial[f"d2_{k}"], abs=1e-6), k

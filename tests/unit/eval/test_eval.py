@@ -44,7 +44,6 @@ def _planted(n, d=16, k=4, seed=0):
 
 def test_linear_probe_recovers_planted_separation():
     x, y = _planted(2000)
-    xt, yt = _planted(500, seed=0)[0][:0], None
     x_test, y_test = x[1500:], y[1500:]
     res = linear_probe(x[:1500], y[:1500], x_test, y_test, 4, epochs=20, lr=0.5)
     assert res["top1"] > 90.0

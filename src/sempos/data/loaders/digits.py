@@ -32,4 +32,5 @@ SPEC = DatasetSpec(
     description="scikit-learn's bundled UCI digits: 1797 8x8 images, 10 classes (a tiny transfer target)",
     files=(),
     loader=load,
+    extras={"image_size": 8},
 )

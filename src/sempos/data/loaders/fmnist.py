@@ -65,4 +65,5 @@ SPEC = DatasetSpec(
     loader=load,
     local_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
     local_hint="on Debian/Ubuntu as root: apt-get install -y dataset-fashion-mnist",
+    extras={"image_size": 28},
 )
