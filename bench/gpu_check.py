@@ -9,7 +9,7 @@ Sections, in order, each with a time cap (seconds, on one H100/H200 with 16 core
   mine        45   bench/mine.py at ImageNet size (1,281,167 x 2048, top-20), bf16 and fp16, faiss-gpu's
                    IndexFlatIP when installed; then every query for real when the estimate fits (target < 30 s)
   proxy      150   the pipeline through `python -m sempos.runner` on params.yaml + config/fmnist-gpu.yaml +
-                   config/gpu-check.yaml (random_init, simclr, simclr_sepp): wall time and its results table
+                   config/gpu-check.yaml (simclr, simclr_sepp): wall time and its results table
   loader      25   bench/loader.py --device cuda, when that benchmark exists (otherwise its time passes on)
   throughput 170   bench/throughput.py, ResNet-18/32 px and ResNet-50/224 px x SimCLR, MoCo-v2, SNCLR, eager
                    then compiled: real vs synthetic (target >= 0.90) vs lightly's loop (target >= 5x)
@@ -59,7 +59,7 @@ CAPS = {"setup": 20, "cuda_tests": 70, "mine": 45, "proxy": 150, "loader": 25, "
 TINY_CAPS = {"setup": 10, "cuda_tests": 60, "mine": 25, "proxy": 90, "loader": 15, "throughput": 40}
 MODULES = {"jsonschema": True, "yaml": True, "tabulate": True, "sklearn": True, "pycocotools": True,
            "lightly": False}  # import name -> needed (lightly only feeds the throughput comparison)
-PROXY_METHODS = ("random_init", "simclr", "simclr_sepp")
+PROXY_METHODS = ("simclr", "simclr_sepp")  # the report's baseline becomes simclr: the Δ column is SePP-ID's
 TINY_PROXY_METHODS = ("simclr",)
 IMAGENET_TRAIN = 1_281_167
 # Targets (issue 13): real pipeline >= 90 % of the synthetic ceiling and >= 5x lightly; mining < 30 s.
