@@ -15,7 +15,8 @@ from pathlib import Path
 from ..errors import ChecksumError, DatasetError
 from ..io import atomic_path, save_json
 from .checksum import file_digest
-from .registry import DatasetSpec, RemoteFile, get
+from .catalog import get
+from .spec import DatasetSpec, RemoteFile
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 60

@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import DatasetError
-from .registry import Arrays, DatasetSpec, RemoteFile
+from .spec import Arrays, DatasetSpec, RemoteFile
 
 _COMMIT = "be133b38fb21abb77403391dc6db3412edfe92f2"
 _RAW = "https://raw.githubusercontent.com/google-research/simclr/{ref}/imagenet_subsets/{name}"
@@ -45,7 +45,7 @@ def _no_images(_raw: Path) -> Arrays:
     raise DatasetError("imagenet_subsets holds label-subset lists, not images; use read_subset_list()")
 
 
-# Not registered as a dataset (it has no images); a spec only so download.fetch_file can verify and place it.
+# Not in the catalog (it has no images); a spec only so download.fetch_file can verify and place it.
 SPEC = DatasetSpec(
     name="imagenet_subsets",
     description="SimCLR's ImageNet 1% / 10% label subset lists (google-research/simclr imagenet_subsets/)",

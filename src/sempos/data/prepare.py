@@ -16,7 +16,7 @@ import torch
 
 from ..errors import DatasetError
 from ..io import load_torch, save_torch
-from .registry import get
+from .catalog import get
 
 SPLIT_SEED = 0
 

@@ -1,6 +1,6 @@
 """Transfer-suite metrics beyond top-1 (docs/science.md §4.4): PASCAL VOC2007 11-point mAP, and one dispatcher.
 
-Which metric a dataset reports is data: `DatasetSpec.extras["metric"]` (sempos.data.transfer_sets), one of
+Which metric a dataset reports is data: `DatasetSpec.extras["metric"]` (sempos.data.catalog), one of
 METRICS. All values are percentages, like the rest of the suite's accuracies.
 """
 
@@ -46,7 +46,7 @@ def voc07_11point_map(scores: np.ndarray, targets: np.ndarray) -> float:
     """Mean over classes of the VOC2007 11-point AP, in percent.
 
     scores: [N, C] real-valued class scores (any monotone scale: logits, SVM margins, probabilities).
-    targets: [N, C] in {1 positive, 0 negative, -1 ignored/difficult} (the encoding transfer_sets' VOC07
+    targets: [N, C] in {1 positive, 0 negative, -1 ignored/difficult} (the encoding the VOC07
     loader returns). Classes without a positive image are skipped; if none has one, it is an error.
     """
     scores, targets = np.asarray(scores), np.asarray(targets)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sempos.data import download
-from sempos.data.registry import Arrays, DatasetSpec, RemoteFile
+from sempos.data.spec import Arrays, DatasetSpec, RemoteFile
 from sempos.errors import DatasetError
 
 PAYLOAD = gzip.compress(b"sempos test payload " * 200, mtime=0)
@@ -79,11 +79,11 @@ def test_local_copy_preferred_and_checked_by_content(tmp_path):
     assert gzip.decompress(download.fetch_file(spec, f, out).read_bytes()) == content
 
 
-def test_fmnist_registry_accepts_debian_copy_when_present(tmp_path):
+def test_fmnist_catalog_entry_accepts_debian_copy_when_present(tmp_path):
     src = Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")
     if not src.exists():
         pytest.skip("dataset-fashion-mnist not installed")
-    from sempos.data.registry import get
+    from sempos.data.catalog import get
 
     spec = get("fmnist")
     f = next(x for x in spec.files if x.name == src.name)

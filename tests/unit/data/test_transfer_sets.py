@@ -13,7 +13,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from sempos.data import download, imagenet_subsets as ins, registry, transfer_sets as ts
+from sempos.data import archives, catalog, download, images, imagenet_subsets as ins
+from sempos.data.loaders import aircraft, caltech101, dtd, stl10, voc
 from sempos.errors import DatasetError
 from sempos.eval.transfer_metrics import transfer_score, voc07_11point_ap, voc07_11point_map
 
@@ -148,6 +149,8 @@ def build_aircraft():
     root = "fgvc-aircraft-2013b/data/"
     m = {root + "variants.txt": lines(["707-320", "A300B4", "Boeing 717"]),
          root + "images_variant_trainval.txt": lines(["1025794 707-320", "1340192 Boeing 717"]),
+         root + "images_variant_train.txt": lines(["1025794 707-320"]),
+         root + "images_variant_val.txt": lines(["1340192 Boeing 717"]),
          root + "images_variant_test.txt": lines(["0056978 A300B4"])}
     for n, i in enumerate(["1025794", "1340192", "0056978"]):
         m[root + f"images/{i}.jpg"] = jpeg(n, 16, 12)
@@ -173,7 +176,9 @@ def build_cars():
 def _voc(split, ids, flags):
     root = "VOCdevkit/VOC2007/"
     m = {root + f"ImageSets/Main/{split}.txt": lines(ids)}
-    for c, name in enumerate(ts.VOC_CLASSES):
+    if split == "trainval":  # the devkit's train/val halves of trainval
+        m[root + "ImageSets/Main/train.txt"], m[root + "ImageSets/Main/val.txt"] = lines(ids[:1]), lines(ids[1:])
+    for c, name in enumerate(voc.CLASSES):
         m[root + f"ImageSets/Main/{name}_{split}.txt"] = lines(f"{i} {flags.get((i, c), -1):>2}" for i in ids)
     for n, i in enumerate(ids):
         m[root + f"JPEGImages/{i}.jpg"] = jpeg(n, 15, 10)
@@ -197,7 +202,7 @@ NEEDS_SCIPY = {"flowers102", "cars"}
 
 def serve(name, server, files, bad_mirrors=("truncated", "corrupt")):
     """Put each file on the server (plus bad copies) and return the dataset's spec pointing there."""
-    real = registry.get(name)
+    real = catalog.get(name)
     assert {f.name for f in real.files} == set(files), "the tiny archive must supply every registered file"
     entries = []
     for f in real.files:
@@ -220,7 +225,7 @@ def test_loader_fetches_verifies_extracts_and_loads(name, server, tmp_path, monk
         pytest.importorskip("scipy.io")
     files, (n_train, n_test, n_classes) = BUILDERS[name]()
     spec = serve(name, server, files)
-    monkeypatch.setitem(registry._REGISTRY, name, spec)  # the real loader, with checksums of the tiny files
+    monkeypatch.setitem(catalog.CATALOG, name, spec)  # the real loader, with checksums of the tiny files
     download.fetch_dataset(name, tmp_path)
     raw = tmp_path / name
     arrays = spec.loader(raw, size=SIZE, **LOADER_KW.get(name, {}))
@@ -237,9 +242,9 @@ def test_loader_fetches_verifies_extracts_and_loads(name, server, tmp_path, monk
     # The download stage's output directory (tracked by DVC/Snakemake) is left exactly as download wrote it.
     assert sorted(p.name for p in raw.iterdir()) == sorted([*files, "MANIFEST.json"])
     # Every archive was extracted once, with its completion marker; a second load reuses it untouched.
-    markers = list(ts.extraction_root(raw).glob(f"*/{ts.MARKER}"))
+    markers = list(archives.extraction_root(raw).glob(f"*/{archives.MARKER}"))
     assert markers and all(json.loads(m.read_text())["sha256"] for m in markers)
-    monkeypatch.setattr(ts, "_unpack", lambda *a: pytest.fail("re-extracted a complete extraction"))
+    monkeypatch.setattr(archives, "_unpack", lambda *a: pytest.fail("re-extracted a complete extraction"))
     again = spec.loader(raw, size=SIZE, **LOADER_KW.get(name, {}))
     assert np.array_equal(again.train_x, arrays.train_x) and np.array_equal(again.test_y, arrays.test_y)
 
@@ -248,18 +253,18 @@ def test_known_content_is_read_correctly(server, tmp_path, monkeypatch):
     """Pixels and labels survive the trip: CIFAR at native size is exact; STL-10's column-major planes are
     transposed; 1-based labels (STL-10, Flowers, Pets, Cars) become 0-based; STL-10's unlabeled split is skipped."""
     files, _ = build_cifar10()
-    monkeypatch.setitem(registry._REGISTRY, "cifar10", serve("cifar10", server, files, bad_mirrors=()))
+    monkeypatch.setitem(catalog.CATALOG, "cifar10", serve("cifar10", server, files, bad_mirrors=()))
     download.fetch_dataset("cifar10", tmp_path)
-    a = ts.load_transfer("cifar10", tmp_path / "cifar10")  # default size: 32, no resampling
+    a = catalog.load_transfer("cifar10", tmp_path / "cifar10")  # default size: 32, no resampling
     batch = pickle.loads(tarfile.open(fileobj=io.BytesIO(files["cifar-10-python.tar.gz"]))
                          .extractfile("cifar-10-batches-py/data_batch_1").read())
     assert np.array_equal(a.train_x[:2], batch["data"].reshape(2, 3, 32, 32))
     assert a.train_y[:2].tolist() == batch["labels"] and a.classes[3] == "c3"
 
     files, _ = build_stl10()
-    monkeypatch.setitem(registry._REGISTRY, "stl10", serve("stl10", server, files, bad_mirrors=()))
+    monkeypatch.setitem(catalog.CATALOG, "stl10", serve("stl10", server, files, bad_mirrors=()))
     download.fetch_dataset("stl10", tmp_path)
-    s = ts.load_stl10(tmp_path / "stl10", size=96)
+    s = stl10.load(tmp_path / "stl10", size=96)
     raw_x = tarfile.open(fileobj=io.BytesIO(files["stl10_binary.tar.gz"])).extractfile("stl10_binary/train_X.bin")
     planes = np.frombuffer(raw_x.read(), np.uint8).reshape(4, 3, 96, 96)
     assert np.array_equal(s.train_x, planes.transpose(0, 1, 3, 2)) and s.train_y.tolist() == [0, 1, 9, 2]
@@ -270,7 +275,7 @@ def test_all_bad_mirrors_report_and_keep_nothing(server, tmp_path, monkeypatch):
     files, _ = build_dtd()
     spec = serve("dtd", server, files)
     bad = dataclasses.replace(spec.files[0], urls=spec.files[0].urls[:2])  # truncated and corrupt only
-    monkeypatch.setitem(registry._REGISTRY, "dtd", dataclasses.replace(spec, files=(bad,)))
+    monkeypatch.setitem(catalog.CATALOG, "dtd", dataclasses.replace(spec, files=(bad,)))
     with pytest.raises(DatasetError, match="checksum mismatch") as err:
         download.fetch_dataset("dtd", tmp_path)
     assert "Fix:" in str(err.value)
@@ -292,9 +297,9 @@ def test_corrupt_archive_is_reported_and_nothing_partial_is_left(tmp_path, damag
     raw = tmp_path / "dtd"
     _with_manifest(raw, "dtd-r1.0.1.tar.gz", body)
     with pytest.raises(DatasetError, match="corrupt or truncated") as err:
-        ts.load_dtd(raw, size=SIZE)
+        dtd.load(raw, size=SIZE)
     assert "Nothing was extracted" in str(err.value) and "rerun the download stage" in str(err.value)
-    assert not (ts.extraction_root(raw) / "dtd-r1.0.1").exists()
+    assert not (archives.extraction_root(raw) / "dtd-r1.0.1").exists()
     assert partials(tmp_path) == []
 
 
@@ -305,8 +310,8 @@ def test_corrupt_zip_member_is_reported(tmp_path):
     raw = tmp_path / "caltech101"
     _with_manifest(raw, "caltech-101.zip", bytes(body))
     with pytest.raises(DatasetError, match="corrupt or truncated"):
-        ts.load_caltech101(raw, size=SIZE, train_per_class=2)
-    assert not (ts.extraction_root(raw) / "caltech-101").exists() and partials(tmp_path) == []
+        caltech101.load(raw, size=SIZE, train_per_class=2)
+    assert not (archives.extraction_root(raw) / "caltech-101").exists() and partials(tmp_path) == []
 
 
 def test_archive_changed_after_download_is_refused(tmp_path):
@@ -315,38 +320,38 @@ def test_archive_changed_after_download_is_refused(tmp_path):
     _with_manifest(raw, "dtd-r1.0.1.tar.gz", body)
     (raw / "dtd-r1.0.1.tar.gz").write_bytes(body[:-1])
     with pytest.raises(DatasetError, match="changed after it was downloaded"):
-        ts.load_dtd(raw, size=SIZE)
+        dtd.load(raw, size=SIZE)
     (raw / "MANIFEST.json").unlink()
     with pytest.raises(DatasetError, match="run the download stage"):
-        ts.load_dtd(raw, size=SIZE)
+        dtd.load(raw, size=SIZE)
 
 
 def test_interrupted_or_stale_extraction_never_looks_complete(tmp_path, monkeypatch):
     body = build_dtd()[0]["dtd-r1.0.1.tar.gz"]
     raw = tmp_path / "dtd"
     _with_manifest(raw, "dtd-r1.0.1.tar.gz", body)
-    dest = ts.extraction_root(raw) / "dtd-r1.0.1"
-    real_unpack = ts._unpack
+    dest = archives.extraction_root(raw) / "dtd-r1.0.1"
+    real_unpack = archives._unpack
 
     def killed(archive, into, skip):
         real_unpack(archive, into, skip)  # every file is written, then the process "dies" before the marker
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ts, "_unpack", killed)
+    monkeypatch.setattr(archives, "_unpack", killed)
     with pytest.raises(KeyboardInterrupt):
-        ts.load_dtd(raw, size=SIZE)
+        dtd.load(raw, size=SIZE)
     assert not dest.exists() and partials(tmp_path) == []
-    monkeypatch.setattr(ts, "_unpack", real_unpack)
+    monkeypatch.setattr(archives, "_unpack", real_unpack)
     # A directory without the marker (an older, incomplete extraction) is replaced, not trusted.
     (dest / "dtd").mkdir(parents=True)
     (dest / "dtd" / "junk").write_text("half")
-    assert len(ts.load_dtd(raw, size=SIZE).train_y) == 2
-    assert not (dest / "dtd" / "junk").exists() and (dest / ts.MARKER).is_file()
+    assert len(dtd.load(raw, size=SIZE).train_y) == 2
+    assert not (dest / "dtd" / "junk").exists() and (dest / archives.MARKER).is_file()
     # A killed run's hidden partial directory is cleaned by the next extraction.
     stale = dest.parent / ".dtd-r1.0.1.abc.partial"
     stale.mkdir()
-    (dest / ts.MARKER).unlink()
-    ts.load_dtd(raw, size=SIZE)
+    (dest / archives.MARKER).unlink()
+    dtd.load(raw, size=SIZE)
     assert not stale.exists()
 
 
@@ -356,7 +361,7 @@ def test_unsafe_member_paths_are_refused(tmp_path):
         archive = tmp_path / name
         archive.write_bytes(body)
         with pytest.raises(DatasetError, match="unsafe member"):
-            ts.extract_archive(archive, tmp_path / "out" / name)
+            archives.extract_archive(archive, tmp_path / "out" / name)
         assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "out" / name).exists()
     assert partials(tmp_path) == []
 
@@ -367,22 +372,22 @@ def test_resize_modes(tmp_path):
     img = np.zeros((10, 30, 3), np.uint8)
     img[:, 10:20] = 255  # a white centre square in a black 30x10 image
     Image.fromarray(img).save(tmp_path / "a.png")
-    crop = ts.load_images([tmp_path / "a.png"], 4, "center_crop")
-    stretch = ts.load_images([tmp_path / "a.png"], 4, "stretch")
+    crop = images.load_images([tmp_path / "a.png"], 4, "center_crop")
+    stretch = images.load_images([tmp_path / "a.png"], 4, "stretch")
     assert crop.shape == (1, 3, 4, 4) and crop.min() > 200  # only the centre square survives
     assert stretch[0, :, :, 0].max() < 60  # the black left edge survives
     with pytest.raises(DatasetError, match="resize mode"):
-        ts.load_images([tmp_path / "a.png"], 4, "squash")
+        images.load_images([tmp_path / "a.png"], 4, "squash")
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(DatasetError, match="cannot decode"):
-        ts.load_images([tmp_path / "bad.jpg"], 4)
+        images.load_images([tmp_path / "bad.jpg"], 4)
 
 
 def test_registry_metrics_checksums_and_urls():
     per_class = {"aircraft", "pets", "caltech101", "flowers102"}
-    for name in ts.TRANSFER_SETS:
-        spec = registry.get(name)
-        assert ts.metric_of(name) == ("mean_per_class" if name in per_class else
+    for name in catalog.TRANSFER_SETS:
+        spec = catalog.get(name)
+        assert catalog.metric_of(name) == ("mean_per_class" if name in per_class else
                                       "voc07_map" if name == "voc2007" else "top1")
         assert spec.extras["transfer"] and spec.extras["split"] and spec.extras["image_size"] in (32, 64)
         for f in spec.files:
@@ -391,25 +396,25 @@ def test_registry_metrics_checksums_and_urls():
                 continue
             assert all(len(m) == 32 for m in f.md5) and (f.md5 or f.sha256), f"{name}/{f.name} has no checksum"
             assert f.urls and all(u.startswith(("http://", "https://")) for u in f.urls)
-    assert registry.get("voc2007").extras["multilabel"] is True
-    assert set(ts.MINIMUM_SUBSET) <= set(ts.TRANSFER_SETS)
-    assert ts.metric_of("digits") == "top1"  # unflagged datasets report top-1
+    assert catalog.get("voc2007").extras["multilabel"] is True
+    assert set(catalog.MINIMUM_SUBSET) <= set(catalog.TRANSFER_SETS)
+    assert catalog.metric_of("digits") == "top1"  # unflagged datasets report top-1
     with pytest.raises(DatasetError, match="not a transfer dataset"):
-        ts.load_transfer("digits", "unused")
+        catalog.load_transfer("digits", "unused")
 
 
 def test_aircraft_needs_a_user_supplied_checksum(tmp_path, monkeypatch):
-    f = ts.aircraft_file(None)
+    f = aircraft.aircraft_file(None)
     assert f.urls == () and not f.md5 and not f.sha256
-    monkeypatch.setitem(registry._REGISTRY, "aircraft",
-                        dataclasses.replace(registry.get("aircraft"), files=(f,)))
-    with pytest.raises(DatasetError, match=ts.AIRCRAFT_SHA256_ENV):
+    monkeypatch.setitem(catalog.CATALOG, "aircraft",
+                        dataclasses.replace(catalog.get("aircraft"), files=(f,)))
+    with pytest.raises(DatasetError, match=aircraft.SHA256_ENV):
         download.fetch_dataset("aircraft", tmp_path)
     sha = "AB" * 32
-    g = ts.aircraft_file(sha)
-    assert g.sha256 == (sha.lower(),) and g.urls == (ts._AIRCRAFT_URL,)
+    g = aircraft.aircraft_file(sha)
+    assert g.sha256 == (sha.lower(),) and g.urls == (aircraft.URL,)
     with pytest.raises(DatasetError, match="not a sha256"):
-        ts.aircraft_file("1234")
+        aircraft.aircraft_file("1234")
 
 
 # --- metrics ------------------------------------------------------------------------------------------------------
