@@ -49,7 +49,7 @@ bench: setup
 
 # The GPU check (bench/gpu_check.py; docs/results.md "GPU check"). Here, where pip works: `make gpu-wheels`
 # stages .gpu-wheels/ and .gpu-data/. On the GPU machine (its own python3, no venv, no internet):
-# `make gpu-check GPU_CHECK_ARGS='--copy-to $$OUT'` with those two folders carried.
+# `make gpu-check GPU_CHECK_ARGS="--copy-to $$OUT"` with those two folders carried.
 GPU_PYTHON ?= python3
 GPU_CHECK_ARGS ?=
 

@@ -466,7 +466,7 @@ TINY_PROXY = {
 
 
 def fmnist_source() -> Path | None:
-    from sempos.data.registry import get
+    from sempos.data.catalog import get
 
     spec = get("fmnist")
     names = [f.name for f in spec.files]

@@ -143,7 +143,7 @@ def resolve_wheels() -> dict[str, Path]:
 
 def stage_fmnist() -> Path:
     sys.path.insert(0, str(ROOT / "src"))
-    from sempos.data.registry import get
+    from sempos.data.catalog import get
 
     spec = get("fmnist")
     dest = DATA / "fmnist"

@@ -75,7 +75,7 @@ def _sync(device):
 
 def bench_real(trainer: Trainer, steps: int, warmup: int) -> tuple[float, float]:
     """(pairs/s, seconds of the first step: compilation in compile mode)."""
-    pairs = trainer.pairs.for_epoch(0, 0)
+    pairs = trainer.pairs.for_epoch(0, 0).to(trainer.rt.device)  # as Trainer.fit does, once per epoch
     t0 = time.perf_counter()
     first = None
     for s in range(warmup):

@@ -214,7 +214,8 @@ class Trainer:
                                  "seconds": 0.0, "pairs_per_s": 0.0})
         for epoch in range(self.start_epoch, epochs):
             t0 = time.perf_counter()
-            pairs = self.pairs.for_epoch(self.job.seed, epoch)
+            # On the device once per epoch: a per-step copy of a pageable CPU slice makes the host wait for the GPU.
+            pairs = self.pairs.for_epoch(self.job.seed, epoch).to(self.rt.device)
             logs: list[dict[str, torch.Tensor]] = []
             bar = tqdm(range(self.steps_per_epoch), disable=not self.rt.progress,
                        desc=f"{self.job.settings['name']} ep{epoch}", leave=False)
