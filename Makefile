@@ -8,7 +8,7 @@ STAMP := $(VENV)/.sempos-installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CORES ?= 2
 
-.PHONY: setup data-prereqs reproduce test test-fast bench dvc-yaml lint clean-results gpu-wheels gpu-check
+.PHONY: setup data-prereqs reproduce test test-fast bench mutation dvc-yaml lint clean-results gpu-wheels gpu-check
 
 setup: $(STAMP) data-prereqs
 
@@ -46,6 +46,19 @@ bench: setup
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/throughput.py
 	$(PY) bench/mine.py
+	$(PY) bench/loader.py
+
+# Mutation testing of the core modules with mutmut (pinned in the `mutation` extra; pyproject.toml's
+# [tool.mutmut] names the modules and the tests). Not part of `make test`; docs/results.md has the score.
+# A fresh run each time; MUTANTS narrows it (e.g. MUTANTS='sempos.losses*'), NICE lowers its priority.
+NICE ?= 10
+MUTANTS ?=
+mutation: setup
+	$(PY) -m pip install --quiet -e '.[mutation]'
+	rm -rf mutants
+	nice -n $(NICE) $(VENV)/bin/mutmut run --max-children $(CORES) $(MUTANTS)
+	$(VENV)/bin/mutmut results --all true | $(PY) tools/mutation_summary.py > mutants/summary.md
+	cat mutants/summary.md
 
 # The GPU check (bench/gpu_check.py; docs/results.md "GPU check"). Here, where pip works: `make gpu-wheels`
 # stages .gpu-wheels/ and .gpu-data/. On the GPU machine (its own python3, no venv, no internet):

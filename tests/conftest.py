@@ -155,3 +155,182 @@ def file_server():
     srv = FileServer()
     yield srv
     srv.close()
+
+
+# --- a small fake ILSVRC-2012 in the official layout (encoded-data tests) ------------------------------------
+
+FAKE_WNIDS = ("n01440764", "n01443537", "n01484850", "n01491361")
+
+
+def digit_jpegs(n: int, seed: int = 0, classes: int = 4, quality: int = 90):
+    """(JPEG bytes, label) of real images of varied sizes: sklearn's 8x8 digits, tinted and upscaled to 20-60 px."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        label = k % classes
+        pool = np.flatnonzero(digits.target == label % 10)  # more than 10 classes reuse the digits, re-tinted
+        img = digits.images[rng.choice(pool)] / 16.0
+        tint = np.array([(label + 1) % 2, (label // 2) % 2, (label // 10 % 4) / 3]) * 0.6 + 0.4
+        rgb = (np.clip(img[..., None] * tint + rng.random(3) * 0.1, 0, 1) * 255).astype(np.uint8)
+        w, h = int(rng.integers(20, 61)), int(rng.integers(20, 61))
+        pil = Image.fromarray(rgb).resize((w, h), Image.BILINEAR)
+        buf = io.BytesIO()
+        pil.save(buf, "JPEG", quality=quality)
+        out.append((buf.getvalue(), label))
+    return out
+
+
+def _tar(members: dict, gz: bool = False) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz" if gz else "w") as tf:
+        for name, body in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tf.addfile(info, io.BytesIO(body))
+    return buf.getvalue()
+
+
+def fake_devkit(val_wnids: list[str], wnids=FAKE_WNIDS) -> bytes:
+    """ILSVRC2012_devkit_t12.tar.gz: meta.mat (leaf synsets + one parent) and the validation ground truth."""
+    import io
+
+    import numpy as np
+    from scipy.io import savemat
+
+    dt = [(f, "O") for f in ("ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "wordnet_height",
+                             "num_train_images")]
+    # The official ids are not the sorted-wnid order; reversed here so a mix-up would show.
+    ids = {w: len(wnids) - i for i, w in enumerate(wnids)}
+    syn = np.zeros(len(wnids) + 1, dtype=dt)
+    for i, w in enumerate(wnids):
+        syn[i] = (ids[w], w, f"class {w}", "", 0, 0, 10)
+    syn[len(wnids)] = (len(wnids) + 1, "n00001740", "entity", "", len(wnids), 5, 0)
+    meta = io.BytesIO()
+    savemat(meta, {"synsets": syn})
+    gt = "".join(f"{ids[w]}\n" for w in val_wnids).encode()
+    return _tar({"ILSVRC2012_devkit_t12/data/meta.mat": meta.getvalue(),
+                 "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt": gt}, gz=True)
+
+
+def fake_ilsvrc(root, per_class: int = 16, val_per_class: int = 4, wnids=FAKE_WNIDS, layout: str = "archives"):
+    """A fake ImageNet under root: the three official archives (or an extracted tree); returns its facts.
+
+    Returns {"md5": {archive: md5}, "counts": (train, val), "train_names": [...], "val_wnids": [...]}.
+    """
+    import hashlib
+    from pathlib import Path
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    imgs = digit_jpegs(per_class * len(wnids), seed=1, classes=len(wnids))
+    vals = digit_jpegs(val_per_class * len(wnids), seed=2, classes=len(wnids))
+    train_names = []
+    per_wnid: dict = {w: {} for w in wnids}
+    for k, (body, label) in enumerate(imgs):
+        w = wnids[label]
+        name = f"{w}_{1000 + k}.JPEG"
+        per_wnid[w][name] = body
+        train_names.append(f"{w}/{name}")
+    # Official val order is not grouped by class: shuffle the labels deterministically.
+    order = [(k * 7) % len(vals) for k in range(len(vals))]
+    val_items = [vals[i] for i in order]
+    val_wnids = [wnids[label] for _, label in val_items]
+    if layout == "archives":
+        (root / "ILSVRC2012_img_train.tar").write_bytes(_tar({f"{w}.tar": _tar(per_wnid[w]) for w in wnids}))
+        (root / "ILSVRC2012_img_val.tar").write_bytes(
+            _tar({f"ILSVRC2012_val_{k + 1:08d}.JPEG": body for k, (body, _) in enumerate(val_items)}))
+    else:
+        for w in wnids:
+            (root / "train" / w).mkdir(parents=True, exist_ok=True)
+            for name, body in per_wnid[w].items():
+                (root / "train" / w / name).write_bytes(body)
+        (root / "val").mkdir(parents=True, exist_ok=True)
+        for k, (body, _) in enumerate(val_items):
+            (root / "val" / f"ILSVRC2012_val_{k + 1:08d}.JPEG").write_bytes(body)
+    (root / "ILSVRC2012_devkit_t12.tar.gz").write_bytes(fake_devkit(val_wnids, wnids))
+    md5 = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in root.glob("*.tar*")}
+    return {"md5": md5, "counts": (len(imgs), len(vals)), "train_names": sorted(train_names), "val_wnids": val_wnids}
+
+
+@pytest.fixture
+def ilsvrc_patch(monkeypatch):
+    """Make sempos accept a fake ILSVRC: its md5s and counts instead of the official ones."""
+    from sempos.data import ilsvrc
+
+    def apply(facts, name="imagenet", classes=len(FAKE_WNIDS)):
+        monkeypatch.setitem(ilsvrc.MD5, ilsvrc.TRAIN_TAR, facts["md5"].get(ilsvrc.TRAIN_TAR, ""))
+        monkeypatch.setitem(ilsvrc.MD5, ilsvrc.VAL_TAR, facts["md5"].get(ilsvrc.VAL_TAR, ""))
+        monkeypatch.setitem(ilsvrc.MD5, ilsvrc.DEVKIT, facts["md5"][ilsvrc.DEVKIT])
+        monkeypatch.setitem(ilsvrc.COUNTS, name, facts["counts"])
+        monkeypatch.setitem(ilsvrc.NUM_CLASSES, name, classes)
+    return apply
+
+
+def encoded_prepared(work, per_class: int = 16, val_per_class: int = 4, crop: int = 32, val_size: int = 8,
+                     shard_images: int = 24, layout: str = "archives"):
+    """Build a fake ILSVRC under work/, pack and prepare it (as the stages do); returns the prepared index path."""
+    from pathlib import Path
+
+    from sempos.data import ilsvrc
+    from sempos.data.encoded import check_source, pack_dataset, prepare_encoded
+
+    work = Path(work)
+    facts = fake_ilsvrc(work / "imagenet", per_class, val_per_class, layout=layout)
+    cfg = {"pretrain": "imagenet", "root": str(work / "imagenet"), "val_size": val_size, "semi_fractions": [],
+           "image_size": crop, "eval_resize": crop + crop // 8}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in facts["md5"].items():
+            mp.setitem(ilsvrc.MD5, k, v)
+        mp.setitem(ilsvrc.COUNTS, "imagenet", facts["counts"])
+        mp.setitem(ilsvrc.NUM_CLASSES, "imagenet", len(FAKE_WNIDS))
+        check_source("imagenet", work / "raw" / "imagenet", cfg)
+        pack_dataset("imagenet", work / "raw" / "imagenet", work / "shards" / "imagenet.pt",
+                     {"shard_images": shard_images})
+    return prepare_encoded("imagenet", work / "raw" / "imagenet", work / "shards" / "imagenet.pt",
+                           work / "prepared" / "imagenet.pt", cfg)
+
+
+# `make mutation` (mutmut): a mutant of module M is judged by M's own tests only. mutmut already runs just the
+# tests that called the mutated function; this narrows them to the test files that are about that module
+# (a trainer mutant is not re-judged by every test that happens to train a model). Keys are module prefixes.
+MUTATION_TESTS = {
+    "sempos.losses": ("unit/test_losses.py", "unit/test_neighbour_losses.py", "unit/positives/test_pairsets.py",
+                      "unit/positives/test_positive_sources.py", "unit/algos/", "unit/test_ddp_bank.py"),
+    "sempos.memory_bank": ("unit/test_memory_bank.py", "unit/test_ddp_bank.py", "unit/algos/test_neighbour_algos.py"),
+    "sempos.mining": ("unit/mining/",),
+    "sempos.algos": ("unit/algos/", "unit/test_ddp_bank.py", "unit/test_config.py",
+                     "unit/positives/test_positive_sources.py"),
+    "sempos.train.trainer": ("unit/train/", "unit/algos/test_ema.py", "unit/algos/test_partner_switches.py",
+                             "unit/algos/test_neighbour_algos.py", "unit/positives/test_positive_sources.py"),
+    "sempos.train.optim": ("unit/train/", "unit/algos/test_ema.py"),
+    "sempos.eval.knn": ("unit/eval/test_eval.py", "unit/stages/"),
+    "sempos.report.tables": ("unit/report/",),
+    "sempos.config": ("unit/test_config.py", "unit/positives/test_positive_sources.py",
+                      "unit/algos/test_partner_switches.py", "workflow/test_dvc_sync.py"),
+    "sempos.pipeline": ("unit/test_pipeline.py", "workflow/test_dvc_sync.py"),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    if "__mutmut_" not in mutant:
+        return
+    module = next((m for m in MUTATION_TESTS if mutant.startswith(m + ".")), None)
+    if module is None:
+        return
+    keep = [i for i in items if any(f"tests/{t}" in i.nodeid or i.nodeid.startswith(t)
+                                    for t in MUTATION_TESTS[module])]
+    dropped = [i for i in items if i not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

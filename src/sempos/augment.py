@@ -2,6 +2,8 @@
 
 Images stay uint8 on the device; each call draws per-sample parameters for a whole batch and applies
 random resized crop + flip (one affine resample), colour jitter, grayscale, Gaussian blur and solarize.
+JPEG data (sempos.data.loader) crops and flips each image at decode time, against its own size, and then
+runs only the photometric part here (augment_crops).
 Crops, flips and each colour operation follow torchvision's definitions (tests/unit/
 test_augment_distribution.py compares the distributions); the one difference kept for speed is that
 jitter runs in the fixed order brightness, contrast, saturation, hue instead of a random order.
@@ -188,10 +190,8 @@ class Normalizer:
         return cls(mean, std, device)
 
 
-def augment_batch(x_u8: torch.Tensor, spec: AugmentSpec, out_size: int, gen: torch.Generator,
-                  norm: Normalizer) -> torch.Tensor:
-    x = x_u8.float().div_(255.0)
-    x = crop_flip(x, spec, out_size, gen)
+def photometric(x: torch.Tensor, spec: AugmentSpec, gen: torch.Generator) -> torch.Tensor:
+    """Colour jitter, grayscale, blur and solarize of a float batch in [0, 1], in that order."""
     if spec.jitter_p > 0:
         x = color_jitter(x, spec, gen)
     if spec.grayscale_p > 0:
@@ -200,7 +200,19 @@ def augment_batch(x_u8: torch.Tensor, spec: AugmentSpec, out_size: int, gen: tor
         x = gaussian_blur(x, spec, gen)
     if spec.solarize_p > 0:
         x = solarize(x, spec.solarize_p, gen)
-    return norm(x)
+    return x
+
+
+def augment_batch(x_u8: torch.Tensor, spec: AugmentSpec, out_size: int, gen: torch.Generator,
+                  norm: Normalizer) -> torch.Tensor:
+    x = x_u8.float().div_(255.0)
+    x = crop_flip(x, spec, out_size, gen)
+    return norm(photometric(x, spec, gen))
+
+
+def augment_crops(crops_u8: torch.Tensor, spec: AugmentSpec, gen: torch.Generator, norm: Normalizer) -> torch.Tensor:
+    """The photometric part for views already cropped, resized and flipped (JPEG data: at decode time)."""
+    return norm(photometric(crops_u8.float().div_(255.0), spec, gen))
 
 
 def eval_batch(x_u8: torch.Tensor, norm: Normalizer, out_size: int | None = None) -> torch.Tensor:

@@ -32,49 +32,49 @@ class MemoryBank(nn.Module):
     def size(self) -> int:
         return self.bank.shape[0]
 
-    @torch.no_grad()
     def push(self, z: torch.Tensor, ids: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> None:
         """Enqueue normalised `z` (with image ids / labels, -1 when unknown), overwriting the oldest rows.
 
         With scope "global" the rows of every process are gathered first (rank order), so the banks stay
         identical without re-broadcasting buffers. Write rows and pointer are computed on the device.
         """
-        z = F.normalize(z.detach().float(), dim=1)
-        n_local = z.shape[0]
-        ids = torch.full((n_local,), -1, dtype=torch.long, device=z.device) if ids is None else ids.long()
-        labels = torch.full((n_local,), -1, dtype=torch.long, device=z.device) if labels is None else labels.long()
-        if self.scope == "global":
-            z, ids, labels = dist.gather(z), dist.gather(ids), dist.gather(labels)
-        n = z.shape[0]
-        if n > self.size:
-            z, ids, labels, n = z[-self.size:], ids[-self.size:], labels[-self.size:], self.size
-        rows = (self.ptr + torch.arange(n, device=z.device)) % self.size
-        self.bank[rows] = z.to(self.bank.dtype)
-        self.ids[rows] = ids
-        self.labels[rows] = labels
-        self.ptr.copy_((self.ptr + n) % self.size)
-        self.filled.copy_(torch.clamp(self.filled + n, max=self.size))
+        with torch.no_grad():
+            z = F.normalize(z.detach().float(), dim=1)
+            n_local = z.shape[0]
+            ids = torch.full((n_local,), -1, dtype=torch.long, device=z.device) if ids is None else ids.long()
+            labels = torch.full((n_local,), -1, dtype=torch.long, device=z.device) if labels is None else labels.long()
+            if self.scope == "global":
+                z, ids, labels = dist.gather(z), dist.gather(ids), dist.gather(labels)
+            n = z.shape[0]
+            if n > self.size:
+                z, ids, labels, n = z[-self.size:], ids[-self.size:], labels[-self.size:], self.size
+            rows = (self.ptr + torch.arange(n, device=z.device)) % self.size
+            self.bank[rows] = z.to(self.bank.dtype)
+            self.ids[rows] = ids
+            self.labels[rows] = labels
+            self.ptr.copy_((self.ptr + n) % self.size)
+            self.filled.copy_(torch.clamp(self.filled + n, max=self.size))
 
-    @torch.no_grad()
     def topk(self, query: torch.Tensor, k: int):
         """(sims [B, k], bank rows [B, k], neighbour vectors [B, k, D]) by cosine, most similar first."""
-        q = F.normalize(query.detach().float(), dim=1)
-        sims, idx = (q @ self.bank.t().float()).topk(k, dim=1)
-        return sims, idx, self.bank[idx]
+        with torch.no_grad():
+            q = F.normalize(query.detach().float(), dim=1)
+            sims, idx = (q @ self.bank.t().float()).topk(k, dim=1)
+            return sims, idx, self.bank[idx]
 
-    @torch.no_grad()
     def purity(self, anchor_labels: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Share of retrieved neighbours whose label equals the anchor's.
 
         Pairs where either label is unknown (-1: the initial random rows, or unlabelled anchors) are left
         out of both counts, so an unfilled bank does not read as impure.
         """
-        nl = self.labels[idx]
-        valid = (nl >= 0) & (anchor_labels.view(-1, 1) >= 0)
-        same = (nl == anchor_labels.view(-1, 1)) & valid
-        return same.sum().float() / valid.sum().clamp(min=1).float()
+        with torch.no_grad():
+            nl = self.labels[idx]
+            valid = (nl >= 0) & (anchor_labels.view(-1, 1) >= 0)
+            same = (nl == anchor_labels.view(-1, 1)) & valid
+            return same.sum().float() / valid.sum().clamp(min=1).float()
 
-    @torch.no_grad()
     def self_hit_rate(self, anchor_ids: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Share of anchors whose neighbours include a stale copy of their own image."""
-        return (self.ids[idx] == anchor_ids.view(-1, 1)).any(1).float().mean()
+        with torch.no_grad():
+            return (self.ids[idx] == anchor_ids.view(-1, 1)).any(1).float().mean()

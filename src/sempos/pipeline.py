@@ -17,10 +17,15 @@ from typing import Callable, Mapping
 
 import yaml
 
+from .data.kinds import is_encoded
+
 Wc = Mapping[str, str]
 
 RAW = "data/raw/{ds}/"  # a directory: every verified raw file plus MANIFEST.json
 PREPARED = "data/prepared/{ds}.pt"
+# JPEG datasets: the pack manifest. The shard files beside it (data/shards/{ds}/) are not declared outputs:
+# Snakemake and DVC delete declared outputs before a rerun, and a pack must resume from its finished shards.
+SHARDS = "data/shards/{ds}.pt"
 BACKBONE = "runs/{ds}/{method}/seed{seed}/backbone.pt"
 HISTORY = "runs/{ds}/{method}/seed{seed}/history.csv"
 POSITIVES = "runs/{ds}/{method}/seed{seed}/positives.json"
@@ -122,6 +127,27 @@ def mined_runs(p: dict) -> list[dict]:
     return [r for r in runs(p) if is_mined(p, r["method"])]
 
 
+def encoded_datasets(p: dict) -> list[str]:
+    return [d for d in needed_datasets(p) if is_encoded(d)]
+
+
+def _download_params(p: dict, wc: Wc) -> list[str]:
+    # Where the manual copy lives and which label-subset lists to fetch (present keys only).
+    if not is_encoded(wc["ds"]) or wc["ds"] != pretrain_ds(p):
+        return []
+    return [f"data.{k}" for k in ("root", "semi_fractions") if k in p["data"]]
+
+
+def _prepare_inputs(p: dict, wc: Wc) -> list[str]:
+    return [fill(RAW, wc)] + ([fill(SHARDS, wc)] if is_encoded(wc["ds"]) else [])
+
+
+def _linear_inputs(p: dict, wc: Wc) -> list[str]:
+    if p["eval"]["linear"].get("protocol", "features") == "augmented":
+        return [fill(BACKBONE, wc), fill(PREPARED, wc)]
+    return [fill(FEATURES, {**wc, "target": wc["ds"]})]
+
+
 def _pretrain_inputs(p: dict, wc: Wc) -> list[str]:
     return [fill(PREPARED, wc)] + ([fill(PAIRS, wc)] if is_mined(p, wc["method"]) else [])
 
@@ -152,13 +178,19 @@ STAGES: dict[str, Stage] = {
     for s in [
         Stage(
             name="download", wildcards=("ds",), outputs=(RAW,),
-            inputs=lambda p, wc: [], params=lambda p, wc: [],
+            inputs=lambda p, wc: [], params=_download_params,
             instances=lambda p: [{"ds": d} for d in needed_datasets(p)],
             code=("src/sempos/data",),
         ),
         Stage(
+            name="pack", wildcards=("ds",), outputs=(SHARDS,),
+            inputs=lambda p, wc: [fill(RAW, wc)], params=lambda p, wc: ["data.pack"] if "pack" in p["data"] else [],
+            instances=lambda p: [{"ds": d} for d in encoded_datasets(p)],
+            code=("src/sempos/data",),
+        ),
+        Stage(
             name="prepare", wildcards=("ds",), outputs=(PREPARED,),
-            inputs=lambda p, wc: [fill(RAW, wc)],
+            inputs=_prepare_inputs,
             params=lambda p, wc: ["data"] if wc["ds"] == pretrain_ds(p) else [],
             instances=lambda p: [{"ds": d} for d in needed_datasets(p)],
             code=("src/sempos/data",),
@@ -192,7 +224,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             name="linear", wildcards=("ds", "method", "seed"), outputs=(LINEAR,),
-            inputs=lambda p, wc: [fill(FEATURES, {**wc, "target": wc["ds"]})],
+            inputs=_linear_inputs,
             params=lambda p, wc: ["eval.linear"], instances=runs,
             code=("src/sempos/eval/linear.py",),
             heavy=True,
@@ -227,7 +259,7 @@ STAGES: dict[str, Stage] = {
 
 
 # Which .smk file holds which stages' rules (python -m sempos.pipeline smk writes them).
-RULE_FILES = {"data": ("download", "prepare"), "pretrain": ("pretrain", "mine"),
+RULE_FILES = {"data": ("download", "pack", "prepare"), "pretrain": ("pretrain", "mine"),
               "eval": ("embed", "knn", "linear", "transfer", "semisup", "detect"), "report": ("report",)}
 RULE_TEMPLATE = """
 rule {name}:

@@ -47,6 +47,10 @@ def resolve(cfg: Mapping) -> Runtime:
     progress = cfg.get("progress", "auto")
     if progress == "auto":
         progress = sys.stderr.isatty() and not os.environ.get("CI")
+    from .data import loader
+
+    # Encoded (JPEG) datasets only: decode processes and where decoding runs (sempos.data.loader).
+    loader.configure(workers=cfg.get("loader_workers", "auto"), decode=cfg.get("decode", "auto"))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True

@@ -69,3 +69,24 @@ def test_semisup_fractions_must_be_prepared():
     p = deep_merge(params(), {"data": {"semi_fractions": [10]}})
     with pytest.raises(ConfigError, match="data.semi_fractions"):
         validate(p)
+
+
+def test_method_settings_resolve_every_section():
+    p = deep_merge(params(), {"methods": {"simclr": {"algo": "simclr", "temperature": 0.3,
+                                                     "augment": {"flip_p": 0.0}, "pretrain": {"epochs": 2}}}})
+    validate(p)
+    s = method_settings(p, "simclr")
+    assert set(s) == {"name", "algo", "hp", "pretrain", "augment", "backbone"}
+    assert (s["name"], s["algo"]) == ("simclr", "simclr")
+    assert s["hp"] == {"algo": "simclr", "temperature": 0.3}  # the sections' overrides are not hyper-parameters
+    assert s["augment"] == {**p["augment"], "flip_p": 0.0} and s["pretrain"]["epochs"] == 2
+    assert s["backbone"] == p["backbone"] and s["backbone"] is not p["backbone"]
+    plain = method_settings(p, "mocov2")
+    assert plain["augment"] == p["augment"] and plain["pretrain"] == p["pretrain"]
+
+
+def test_a_missing_top_level_section_is_reported_at_the_top_level():
+    p = params()
+    del p["methods"]
+    with pytest.raises(ConfigError, match=r"\(top level\): 'methods' is a required property"):
+        validate(p)

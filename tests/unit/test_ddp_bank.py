@@ -1,5 +1,6 @@
 """Two gloo processes on CPU: the gathered bank is identical on both ranks and equals one process's bank
-fed the global batch in rank order; per-GPU banks stay local; SNCLR's gathered loss is the global one."""
+fed the global batch in rank order; per-GPU banks stay local; SNCLR's and MoCo-v3's gathered losses (each
+rank's queries against every rank's keys, its positives at the rank's offset) are the global batch's."""
 
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import torch
 import torch.multiprocessing as mp
 
 from sempos.algos.base import Batch
+from sempos.algos.mocov3 import MoCoV3
 from sempos.algos.snclr import SNCLR
 from sempos.memory_bank import MemoryBank
 from sempos.models.resnet import build_backbone
@@ -31,6 +33,12 @@ def _snclr():
     return m.eval()
 
 
+def _mocov3():
+    torch.manual_seed(0)
+    hp = {k: SNCLR_HP[k] for k in ("proj_hidden", "proj_dim", "pred_hidden")}
+    return MoCoV3(build_backbone("resnet18_cifar", width=4, in_channels=1), hp, 64).eval()
+
+
 def _global_views():
     g = torch.Generator().manual_seed(7)
     x = torch.rand(WORLD * LOCAL_BATCH, 1, 28, 28, generator=g)
@@ -50,8 +58,9 @@ def _worker(rank, init_file, out_dir):
     mine = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
     with torch.no_grad():
         loss = m(x1[mine], x2[mine], Batch(ids[mine], ids[mine], 0, 0, 0.0))["loss"]
+        loss_v3 = _mocov3()(x1[mine], x2[mine], Batch(ids[mine], ids[mine], 0, 0, 0.0))["loss"]
     torch.save({"banks": {k: b.state_dict() for k, b in banks.items()}, "snclr_bank": m.bank.state_dict(),
-                "loss": loss}, Path(out_dir) / f"rank{rank}.pt")
+                "loss": loss, "loss_mocov3": loss_v3}, Path(out_dir) / f"rank{rank}.pt")
     torch.distributed.destroy_process_group()
 
 
@@ -94,3 +103,13 @@ def test_snclr_loss_over_gathered_candidates_is_the_global_batch_loss(ranks):
     for k, v in m.bank.state_dict().items():
         for r in ranks:
             assert torch.allclose(r["snclr_bank"][k].float(), v.float(), atol=1e-5), k
+
+
+def test_mocov3_loss_over_gathered_keys_is_the_global_batch_loss(ranks):
+    x1, x2, ids = _global_views()
+    with torch.no_grad():
+        full = _mocov3()(x1, x2, Batch(ids, ids, 0, 0, 0.0))["loss"]
+    per_rank = torch.stack([r["loss_mocov3"] for r in ranks])
+    # Rank 1's queries find their positives at keys 4..7: with offset 0 they would score rank 0's keys.
+    assert torch.allclose(per_rank.mean(), full, atol=1e-5)
+    assert not torch.allclose(per_rank[0], per_rank[1], atol=1e-3)

@@ -14,6 +14,20 @@ rule download:
     shell:
         SMK.shell("download")
 
+rule pack:
+    input:
+        SMK.input("pack"),
+    output:
+        SMK.output("pack"),
+    params:
+        file=SMK.params_file,
+        sections=SMK.sections("pack"),
+    threads: SMK.threads("pack")
+    resources:
+        gpu=SMK.gpus("pack"),
+    shell:
+        SMK.shell("pack")
+
 rule prepare:
     input:
         SMK.input("prepare"),

@@ -2,6 +2,8 @@
 
 An algorithm declares:
   * HPARAMS: its hyper-parameters and defaults (params.yaml's method entry may set exactly these),
+  * SWITCHES: the SePP partner switches it implements (multi_positive: variant M, mask_partners);
+    the constructor and the config check both refuse any other,
   * its modules (backbone + heads) as attributes; the optimiser gets every parameter that requires grad,
   * momentum_pairs(): (online, target) module pairs that the trainer updates by EMA after each step,
   * persistent state (queues, banks, pointers) as registered buffers, so checkpoints carry it,
@@ -14,10 +16,21 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterable, Mapping
 
 import torch
 from torch import nn
+
+from ..errors import ConfigError
+
+# The SePP partner switches (docs/science.md §1.2) and the `positives` setting that asks for each.
+SWITCH_KEYS = {"multi_positive": "variant: M", "mask_partners": "mask_partners: true"}
+
+
+def partner_switches(positives: Mapping | None) -> dict[str, bool]:
+    """The partner switches a method's `positives` entry asks for, as Algorithm constructor arguments."""
+    pos = positives or {}
+    return {"multi_positive": pos.get("variant") == "M", "mask_partners": bool(pos.get("mask_partners", False))}
 
 
 @dataclass
@@ -34,22 +47,50 @@ class Batch:
 class Algorithm(nn.Module):
     name: ClassVar[str] = ""
     HPARAMS: ClassVar[dict[str, Any]] = {}
+    SWITCHES: ClassVar[frozenset[str]] = frozenset()
     trains: ClassVar[bool] = True
 
-    def __init__(self, backbone: nn.Module, hp: dict, num_train: int) -> None:
+    def __init__(self, backbone: nn.Module, hp: dict, num_train: int, partners=None,
+                 multi_positive: bool = False, mask_partners: bool = False) -> None:
+        """`partners` (positives.partners.PartnerIndex) is the SePP pair index the switches read:
+        multi_positive (variant M) makes in-batch partners extra positives, mask_partners removes them
+        (and older views of the same image) from the negatives."""
         super().__init__()
         unknown = set(hp) - set(self.HPARAMS) - {"algo", "positives"}
         if unknown:
-            raise ValueError(f"{self.name}: unknown hyper-parameters {sorted(unknown)}")
+            raise ConfigError(f"{self.name}: unknown hyper-parameters {sorted(unknown)}; "
+                              f"it takes {sorted(self.HPARAMS)}")
+        switches = {"multi_positive": bool(multi_positive), "mask_partners": bool(mask_partners)}
+        self.check_switches(switches)
+        if any(switches.values()) and partners is None:
+            raise ConfigError(f"{self.name}: the partner switches {sorted(k for k, v in switches.items() if v)} "
+                              f"need a partner index: positives.source mined, oracle or random")
         self.hp = {**self.HPARAMS, **{k: v for k, v in hp.items() if k in self.HPARAMS}}
         self.backbone = backbone
         self.num_train = num_train
-        # Set by the trainer: labels of every training image (diagnostics such as neighbour purity only),
-        # and the SePP partner index with its switches (variant M, masking partners among negatives).
+        self.partners = partners
+        self.multi_positive = switches["multi_positive"]
+        self.mask_partners = switches["mask_partners"]
+        # Set by the trainer: labels of every training image (diagnostics such as neighbour purity only).
         self.diag_labels: torch.Tensor | None = None
-        self.partners = None
-        self.multi_positive = False
-        self.mask_partners = False
+
+    @classmethod
+    def check_switches(cls, switches: Mapping[str, bool], where: str = "",
+                       others: Iterable[type["Algorithm"]] = ()) -> None:
+        """ConfigError unless every partner switch that is on is one this algorithm implements.
+
+        The message names which of `others` (the registry's algorithms) implement the refused switches.
+        """
+        unknown = sorted(set(switches) - set(SWITCH_KEYS))
+        if unknown:
+            raise ConfigError(f"{where}{cls.name}: unknown partner switches {unknown}; known: {sorted(SWITCH_KEYS)}")
+        refused = [s for s, on in switches.items() if on and s not in cls.SWITCHES]
+        if refused:
+            asked = " and ".join(f"positives.{SWITCH_KEYS[s]}" for s in refused)
+            able = sorted(o.name for o in others if set(refused) <= o.SWITCHES)
+            hint = f" (implemented by: {', '.join(able)})" if able else ""
+            raise ConfigError(f"{where}algo '{cls.name}' does not implement {asked}; drop it or choose an algo "
+                              f"that does{hint}")
 
     def same_or_partner(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """[len(a), len(b)] True where the two images are the same image or known SePP partners."""
@@ -84,13 +125,13 @@ class Algorithm(nn.Module):
         return target
 
 
-@torch.no_grad()
 def ema_update(pairs: list[tuple[nn.Module, nn.Module]], m: float) -> None:
     """target <- m * target + (1 - m) * online, for all pairs at once (foreach kernels)."""
-    online, target = [], []
-    for o, t in pairs:
-        online += list(o.parameters())
-        target += list(t.parameters())
-    if target:
-        torch._foreach_mul_(target, m)
-        torch._foreach_add_(target, online, alpha=1 - m)
+    with torch.no_grad():
+        online, target = [], []
+        for o, t in pairs:
+            online += list(o.parameters())
+            target += list(t.parameters())
+        if target:
+            torch._foreach_mul_(target, m)
+            torch._foreach_add_(target, online, alpha=1 - m)

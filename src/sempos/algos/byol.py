@@ -13,8 +13,8 @@ class BYOL(Algorithm):
     name = "byol"
     HPARAMS = {"proj_hidden": 512, "proj_dim": 128, "pred_hidden": 512, "ema": 0.99, "ema_cosine": True}
 
-    def __init__(self, backbone, hp, num_train):
-        super().__init__(backbone, hp, num_train)
+    def __init__(self, backbone, hp, num_train, **switches):
+        super().__init__(backbone, hp, num_train, **switches)
         h = self.hp
         self.projector = mlp(backbone.feat_dim, h["proj_hidden"], h["proj_dim"], layers=2)
         self.predictor = mlp(h["proj_dim"], h["pred_hidden"], h["proj_dim"], layers=2)

@@ -21,28 +21,29 @@ class KeyQueue(torch.nn.Module):
         # The image each key came from (-1: initial random keys), to mask known false negatives.
         self.register_buffer("ids", torch.full((size,), -1, dtype=torch.long))
 
-    @torch.no_grad()
     def push(self, k: torch.Tensor, ids: torch.Tensor | None = None) -> None:
         """Enqueue the keys of the global batch (gathered in rank order), so every rank's queue is equal."""
-        k = dist.gather(k)
-        ids = torch.full((k.shape[0],), -1, dtype=torch.long, device=k.device) if ids is None else dist.gather(ids)
-        size = self.keys.shape[0]
-        n = k.shape[0]
-        if n > size:
-            k, ids, n = k[-size:], ids[-size:], size
-        rows = (self.ptr + torch.arange(n, device=k.device)) % size
-        self.keys[rows] = k.to(self.keys.dtype)
-        self.ids[rows] = ids.to(self.ids.device)
-        self.ptr.copy_((self.ptr + n) % size)
+        with torch.no_grad():
+            k = dist.gather(k)
+            ids = torch.full((k.shape[0],), -1, dtype=torch.long, device=k.device) if ids is None else dist.gather(ids)
+            size = self.keys.shape[0]
+            n = k.shape[0]
+            if n > size:
+                k, ids, n = k[-size:], ids[-size:], size
+            rows = (self.ptr + torch.arange(n, device=k.device)) % size
+            self.keys[rows] = k.to(self.keys.dtype)
+            self.ids[rows] = ids.to(self.ids.device)
+            self.ptr.copy_((self.ptr + n) % size)
 
 
 class MoCoV2(Algorithm):
     name = "mocov2"
     HPARAMS = {"temperature": 0.2, "queue_size": 4096, "ema": 0.99, "proj_hidden": 512,
                "proj_dim": 128, "symmetric": True}
+    SWITCHES = frozenset({"multi_positive", "mask_partners"})
 
-    def __init__(self, backbone, hp, num_train):
-        super().__init__(backbone, hp, num_train)
+    def __init__(self, backbone, hp, num_train, **switches):
+        super().__init__(backbone, hp, num_train, **switches)
         self.projector = mlp(backbone.feat_dim, self.hp["proj_hidden"], self.hp["proj_dim"], layers=2)
         self.backbone_k = self.momentum_copy(self.backbone)
         self.projector_k = self.momentum_copy(self.projector)
@@ -51,21 +52,21 @@ class MoCoV2(Algorithm):
     def momentum_pairs(self):
         return [(self.backbone, self.backbone_k), (self.projector, self.projector_k)]
 
-    @torch.no_grad()
     def _keys(self, x: torch.Tensor, batch: Batch) -> torch.Tensor:
-        if dist.world_size() == 1:
-            return F.normalize(self.projector_k(self.backbone_k(x)).float(), dim=1)
-        # Shuffle-BN (MoCo): keys are computed on a batch shuffled across processes, so BN statistics
-        # cannot leak which query a key belongs to. The permutation is a function of the step, shared by all.
-        xs = dist.gather(x)
-        g = torch.Generator().manual_seed(batch.epoch * 1_000_003 + batch.step)
-        perm = torch.randperm(xs.shape[0], generator=g).to(x.device)
-        n, r = x.shape[0], dist.rank()
-        k = F.normalize(self.projector_k(self.backbone_k(xs[perm[r * n:(r + 1) * n]])).float(), dim=1)
-        ks = dist.gather(k)
-        k_all = torch.empty_like(ks)
-        k_all[perm] = ks
-        return k_all[r * n:(r + 1) * n]
+        with torch.no_grad():
+            if dist.world_size() == 1:
+                return F.normalize(self.projector_k(self.backbone_k(x)).float(), dim=1)
+            # Shuffle-BN (MoCo): keys are computed on a batch shuffled across processes, so BN statistics
+            # cannot leak which query a key belongs to. The permutation is a function of the step, shared by all.
+            xs = dist.gather(x)
+            g = torch.Generator().manual_seed(batch.epoch * 1_000_003 + batch.step)
+            perm = torch.randperm(xs.shape[0], generator=g).to(x.device)
+            n, r = x.shape[0], dist.rank()
+            k = F.normalize(self.projector_k(self.backbone_k(xs[perm[r * n:(r + 1) * n]])).float(), dim=1)
+            ks = dist.gather(k)
+            k_all = torch.empty_like(ks)
+            k_all[perm] = ks
+            return k_all[r * n:(r + 1) * n]
 
     def _loss(self, q, k, ids_q, ids_k, queue, queue_ids):
         tau = self.hp["temperature"]

@@ -17,8 +17,8 @@ class MoCoV3(Algorithm):
     HPARAMS = {"temperature": 0.2, "proj_hidden": 512, "proj_dim": 128, "pred_hidden": 512,
                "ema": 0.99, "ema_cosine": True, "scale_2tau": True, "pred_last_bn": True}
 
-    def __init__(self, backbone, hp, num_train):
-        super().__init__(backbone, hp, num_train)
+    def __init__(self, backbone, hp, num_train, **switches):
+        super().__init__(backbone, hp, num_train, **switches)
         h = self.hp
         self.projector = mlp(backbone.feat_dim, h["proj_hidden"], h["proj_dim"], layers=3, last_bn=True)
         self.predictor = mlp(h["proj_dim"], h["pred_hidden"], h["proj_dim"], layers=2, last_bn=h["pred_last_bn"])
@@ -36,10 +36,10 @@ class MoCoV3(Algorithm):
         q1, q2 = q.float().chunk(2)
         return y1, y2, q1, q2
 
-    @torch.no_grad()
     def keys(self, x1, x2):
-        k1, k2 = self.projector_k(self.backbone_k(torch.cat([x1, x2]))).float().chunk(2)
-        return k1, k2
+        with torch.no_grad():
+            k1, k2 = self.projector_k(self.backbone_k(torch.cat([x1, x2]))).float().chunk(2)
+            return k1, k2
 
     def training_step(self, x1: torch.Tensor, x2: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         _, _, q1, q2 = self.online(x1, x2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .. import dist
+from ..errors import ConfigError
 from ..losses import nnclr_loss
 from ..memory_bank import MemoryBank
 from .base import Algorithm, Batch
@@ -16,13 +17,13 @@ class NNCLR(Algorithm):
     HPARAMS = {"temperature": 0.1, "proj_hidden": 512, "proj_dim": 128, "pred_hidden": 512,
                "bank_size": 4096, "k": 1}
 
-    def __init__(self, backbone, hp, num_train):
-        super().__init__(backbone, hp, num_train)
+    def __init__(self, backbone, hp, num_train, **switches):
+        super().__init__(backbone, hp, num_train, **switches)
         h = self.hp
         self.projector = mlp(backbone.feat_dim, h["proj_hidden"], h["proj_dim"], layers=3, last_bn=True)
         self.predictor = mlp(h["proj_dim"], h["pred_hidden"], h["proj_dim"], layers=2)
         if not 1 <= h["k"] <= h["bank_size"]:
-            raise ValueError(f"nnclr k={h['k']} must lie in [1, bank_size={h['bank_size']}]")
+            raise ConfigError(f"nnclr k={h['k']} must lie in [1, bank_size={h['bank_size']}]")
         self.bank = MemoryBank(h["bank_size"], h["proj_dim"])
 
     def _neighbour(self, z: torch.Tensor):

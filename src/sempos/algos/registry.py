@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from ..errors import ConfigError
-from .base import Algorithm
+from .base import SWITCH_KEYS, Algorithm, partner_switches
 from .byol import BYOL
 from .mocov2 import MoCoV2
 from .mocov3 import MoCoV3
@@ -20,6 +20,8 @@ ALGOS: dict[str, type[Algorithm]] = {
 }
 # Keys every method entry may carry whatever its algo (overrides of the shared sections).
 COMMON_METHOD_KEYS = {"algo", "pretrain", "augment", "positives"}
+# Sources without an extra pair list, hence without partners for the partner switches to read.
+PAIRLESS_SOURCES = ("augment", "study_s", "study_a", "study_a2", "study_m")
 
 
 def get(algo: str) -> type[Algorithm]:
@@ -46,7 +48,10 @@ def check_method_graph(methods: Mapping, source: str) -> None:
                                   f"augmented pairs (its own positives would make the DAG circular)")
         elif "from" in pos:
             raise ConfigError(f"invalid {source}: methods.{name}.positives.from only applies to mined sources")
-        if pos.get("variant") == "M" and src in ("augment",) + tuple(s for s in ("study_s", "study_a", "study_a2", "study_m")):
-            raise ConfigError(f"invalid {source}: methods.{name}.positives.variant M needs mined, oracle or random pairs")
-        if pos.get("variant") == "M" and entry["algo"] not in ("simclr", "mocov2"):
-            raise ConfigError(f"invalid {source}: methods.{name}: variant M is implemented for simclr and mocov2")
+        switches = partner_switches(pos)
+        asked = [k for k, on in switches.items() if on]
+        if asked and src in PAIRLESS_SOURCES:
+            keys = " and ".join(f"positives.{SWITCH_KEYS[k]}" for k in asked)
+            raise ConfigError(f"invalid {source}: methods.{name}: {keys} needs an extra pair list (positives.source "
+                              f"mined, oracle or random), not source {src}")
+        get(entry["algo"]).check_switches(switches, f"invalid {source}: methods.{name}: ", ALGOS.values())

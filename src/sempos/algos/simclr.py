@@ -13,9 +13,10 @@ from .heads import mlp
 class SimCLR(Algorithm):
     name = "simclr"
     HPARAMS = {"temperature": 0.2, "proj_hidden": 512, "proj_dim": 128}
+    SWITCHES = frozenset({"multi_positive", "mask_partners"})
 
-    def __init__(self, backbone, hp, num_train):
-        super().__init__(backbone, hp, num_train)
+    def __init__(self, backbone, hp, num_train, **switches):
+        super().__init__(backbone, hp, num_train, **switches)
         self.projector = mlp(backbone.feat_dim, self.hp["proj_hidden"], self.hp["proj_dim"], layers=2)
 
     def training_step(self, x1: torch.Tensor, x2: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .. import dist
+from ..errors import ConfigError
 from ..losses import snclr_code_loss, snclr_paper_loss, snclr_weights
 from ..memory_bank import MemoryBank
 from .base import Batch
@@ -43,14 +44,14 @@ class SNCLR(MoCoV3):
     CHOICES = {"loss_form": ("code_sum_of_logs", "paper_log_of_weighted_sum"),
                "attn_proj": ("identity", "learnable"), "bank_scope": ("global", "per_gpu")}
 
-    def __init__(self, backbone, hp, num_train):
-        super().__init__(backbone, hp, num_train)
+    def __init__(self, backbone, hp, num_train, **switches):
+        super().__init__(backbone, hp, num_train, **switches)
         h = self.hp
         for key, allowed in self.CHOICES.items():
             if h[key] not in allowed:
-                raise ValueError(f"snclr {key} must be one of {allowed}, not {h[key]!r}")
+                raise ConfigError(f"snclr {key} must be one of {allowed}, not {h[key]!r}")
         if h["k"] < 0 or h["k"] > h["bank_size"]:
-            raise ValueError(f"snclr k={h['k']} must lie in [0, bank_size={h['bank_size']}]")
+            raise ConfigError(f"snclr k={h['k']} must lie in [0, bank_size={h['bank_size']}]")
         self.bank = MemoryBank(h["bank_size"], h["proj_dim"], scope=h["bank_scope"])
         # With K = 0 there is nothing to weigh; unused parameters would also stall DDP's gradient reducer.
         self.attn = LearnableAttention(h["proj_dim"]) if h["attn_proj"] == "learnable" and h["k"] else None

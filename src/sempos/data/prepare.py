@@ -17,25 +17,9 @@ import torch
 from ..errors import DatasetError
 from ..io import load_torch, save_torch
 from .catalog import get
-
-SPLIT_SEED = 0
-
-
-def balanced_subset(labels: np.ndarray, pool: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """A class-balanced subset of `pool` holding `fraction` of it (at least one image per class)."""
-    rng = np.random.default_rng(seed)
-    classes = np.unique(labels[pool])
-    per_class = max(1, int(round(fraction * len(pool) / len(classes))))
-    picked = []
-    for c in classes:
-        members = pool[labels[pool] == c]
-        if len(members) < per_class:
-            raise DatasetError(
-                f"class {c} has {len(members)} images, fewer than the {per_class} a balanced "
-                f"{fraction:.2%} subset needs; lower the fraction"
-            )
-        picked.append(rng.choice(members, size=per_class, replace=False))
-    return np.sort(np.concatenate(picked))
+from .kinds import is_encoded
+from .shards import FORMAT
+from .splits import SPLIT_SEED, balanced_subset
 
 
 def split_indices(labels: np.ndarray, val_size: int, train_subset: int, fractions: Sequence[float]) -> dict:
@@ -100,6 +84,12 @@ def _append_unlabeled(arrays, splits: dict):
 
 def prepare(name: str, raw_root: Path, out: Path, data_cfg: Mapping | None = None) -> Path:
     data_cfg = dict(data_cfg or {})
+    if is_encoded(name):
+        from .encoded import prepare_encoded
+
+        # data/raw/<ds>/ (download's record) and data/shards/<ds>.pt (the pack stage's manifest).
+        return prepare_encoded(name, Path(raw_root) / name, Path(raw_root).parent / "shards" / f"{name}.pt", out,
+                               data_cfg)
     spec = get(name)
     raw_dir = raw_root / name
     if spec.files and not (raw_dir / "MANIFEST.json").exists():
@@ -139,7 +129,13 @@ def prepare(name: str, raw_root: Path, out: Path, data_cfg: Mapping | None = Non
 
 
 def load_prepared(path: str | Path) -> dict:
+    """The prepared payload; for encoded datasets train_x/test_x are ShardImages (shard files checked)."""
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"prepared dataset {path} not found: run the prepare stage (snakemake {path})")
-    return load_torch(path)
+    payload = load_torch(path)
+    if payload.get("format") == FORMAT:
+        from .encoded import load_encoded
+
+        return load_encoded(payload, path)
+    return payload

@@ -193,6 +193,13 @@ def proxy_scene_sets(data: Mapping, n_train: int, n_test: int, seed: int,
                      cfg: Mapping | None = None) -> tuple[SceneSet, SceneSet]:
     """(train, test) scenes from a prepared payload: train items from the train split (val excluded when the
     payload has splits), test items from the test images, so no item is shared between the two sets."""
+    from ..data.shards import is_encoded
+
+    if is_encoded(data["train_x"]):
+        from .errors import DetectionError
+
+        raise DetectionError("proxy scenes are composed from in-memory items; for JPEG pretraining sets use "
+                             "eval.detection.backend: detectron2 with VOC (MoCo's protocol)")
     train_idx = (data.get("splits") or {}).get("train")
     train_x, train_y = data["train_x"], data["train_y"]
     if train_idx is not None:

@@ -1,22 +1,40 @@
-"""Frozen-backbone features: eval mode, no augmentation, batched, L2-normalised on request."""
+"""Frozen-backbone features: eval mode, no augmentation, batched, L2-normalised on request.
+
+Images are a uint8 tensor or encoded images (sempos.data.shards.ShardImages), which are decoded in batches
+with the test-time transform (shorter side to eval_resize, central crop; ImageNet: 256 / 224).
+"""
 
 from __future__ import annotations
+
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 
 from ..augment import Normalizer, eval_batch
+from ..data.shards import is_encoded
+
+
+def eval_views(images, batch_size: int, device) -> Iterator[torch.Tensor]:
+    """Un-augmented uint8 batches on `device`, in order: slices of a tensor, or decoded test-time crops."""
+    if is_encoded(images):
+        from ..data.loader import eval_batches
+
+        yield from eval_batches(images, batch_size, device)
+        return
+    for start in range(0, len(images), batch_size):
+        yield images[start:start + batch_size].to(device, non_blocking=True)
 
 
 @torch.no_grad()
-def extract(backbone: torch.nn.Module, images_u8: torch.Tensor, norm: Normalizer, device,
+def extract(backbone: torch.nn.Module, images_u8, norm: Normalizer, device,
             batch_size: int = 1024, out_size: int | None = None, normalize: bool = True) -> torch.Tensor:
     was_training = backbone.training
     backbone.eval()
     feats = []
     try:
-        for start in range(0, len(images_u8), batch_size):
-            x = eval_batch(images_u8[start:start + batch_size].to(device, non_blocking=True), norm, out_size)
+        for batch in eval_views(images_u8, batch_size, device):
+            x = eval_batch(batch, norm, out_size)
             if x.shape[1] != _in_channels(backbone):
                 x = _match_channels(x, _in_channels(backbone))
             with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16,

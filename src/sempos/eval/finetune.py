@@ -19,6 +19,8 @@ selection. Reported numbers are the chosen model's last-epoch top-1/top-5 on the
 
 Determinism: data order and augmentation are pure functions of (seed, epoch, step); on CPU two runs give
 identical numbers. Augmentation runs batched on the data's device; on CUDA the forward pass uses bf16 autocast.
+Encoded (JPEG) images are cropped and flipped at decode time against each image's own size
+(sempos.data.loader) and scored with the test-time transform (resize + central crop).
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 
-from ..augment import AugmentSpec, Normalizer, augment_batch, eval_batch
+from ..augment import AugmentSpec, Normalizer, augment_batch, augment_crops, eval_batch
+from ..data.shards import is_encoded
 from ..errors import ConfigError, DatasetError, NonFiniteLossError
+from .features import eval_views
 from .knn import topk_accuracy
 
 # Recipe defaults; any of them can be overridden through `cfg` (see RECIPE_KEYS).
@@ -157,8 +161,32 @@ def _autocast(device: torch.device):
 
 def _generator(device: torch.device, seed: int, epoch: int, step: int) -> torch.Generator:
     g = torch.Generator(device=device)
-    g.manual_seed((seed * 1_000_003 + epoch * 100_003 + step * 7 + 4242) % (2**63))
+    g.manual_seed(_seed(seed, epoch, step))
     return g
+
+
+def _seed(seed: int, epoch: int, step: int) -> int:
+    return (seed * 1_000_003 + epoch * 100_003 + step * 7 + 4242) % (2**63)
+
+
+def crop_views(images, order: torch.Tensor, bs: int, steps: int, aug: AugmentSpec, size: int, seed: int,
+               epoch: int, device: torch.device, norm: Normalizer):
+    """Normalised RRC + flip views of images[order[step * bs:(step + 1) * bs]] for each step of an epoch.
+
+    Tensors are cropped batched on the device; encoded images at decode time (the crop boxes drawn on the
+    CPU from the same per-step seed). Colour operations of `aug` apply either way (off in both recipes here).
+    """
+    if is_encoded(images):
+        from ..data.jpeg import CropSpec
+        from ..data.loader import crop_stream
+
+        plan = ((_seed(seed, epoch, step), order[step * bs:(step + 1) * bs].cpu()) for step in range(steps))
+        for step, crops in enumerate(crop_stream(images, plan, CropSpec.of(aug), size, device)):
+            yield augment_crops(crops, aug, _generator(device, seed, epoch, step), norm)
+        return
+    for step in range(steps):
+        idx = order[step * bs:(step + 1) * bs]
+        yield augment_batch(images[idx], aug, size, _generator(device, seed, epoch, step), norm)
 
 
 @torch.no_grad()
@@ -168,8 +196,8 @@ def predict(backbone: torch.nn.Module, head: torch.nn.Module, images_u8: torch.T
     backbone.eval()
     head.eval()
     out = []
-    for s in range(0, len(images_u8), batch):
-        x = eval_batch(images_u8[s:s + batch].to(device, non_blocking=True), norm)
+    for x_u8 in eval_views(images_u8, batch, device):
+        x = eval_batch(x_u8, norm)
         with _autocast(device):
             out.append(head(backbone(x)).float())
     return torch.cat(out)
@@ -193,10 +221,11 @@ def train_one(backbone0: torch.nn.Module, norm: Normalizer, images_u8: torch.Ten
     opt = torch.optim.SGD(groups, lr=lr * scale, momentum=recipe.momentum, nesterov=recipe.nesterov,
                           weight_decay=recipe.weight_decay)
     base = [g["lr"] for g in opt.param_groups]
-    # Only the labelled images move to the device; indices below are positions in this subset.
-    imgs = images_u8[train_idx].to(device)
+    # Only the labelled images move to the device (encoded ones are streamed); indices below are positions in
+    # this subset.
+    imgs = images_u8[train_idx] if is_encoded(images_u8) else images_u8[train_idx].to(device)
     ys = labels[train_idx].to(device)
-    size = int(imgs.shape[-1])
+    size = imgs.crop_size if is_encoded(imgs) else int(imgs.shape[-1])
     aug = recipe.augment
     steps = len(train_idx) // bs  # drop_last: every step sees a full batch (batch norm statistics)
     for epoch in range(epochs):
@@ -204,12 +233,13 @@ def train_one(backbone0: torch.nn.Module, norm: Normalizer, images_u8: torch.Ten
         head.train()
         order = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(seed * 997 + epoch))
         order = order.to(device)
+        views = crop_views(imgs, order, bs, steps, aug, size, seed, epoch, device, norm)
         for step in range(steps):
             f = lr_factor(recipe, epoch, step, steps, epochs)
             for g, b in zip(opt.param_groups, base):
                 g["lr"] = b * f
             idx = order[step * bs:(step + 1) * bs]
-            x = augment_batch(imgs[idx], aug, size, _generator(device, seed, epoch, step), norm)
+            x = next(views)
             with _autocast(device):
                 logits = head(backbone(x))
             loss = F.cross_entropy(logits.float(), ys[idx])

@@ -10,20 +10,20 @@ from __future__ import annotations
 import torch
 
 
-@torch.no_grad()
 def knn_predict(bank: torch.Tensor, bank_y: torch.Tensor, query: torch.Tensor, num_classes: int,
                 k: int = 200, temperature: float = 0.1, block: int = 1024) -> torch.Tensor:
     """Class scores [len(query), num_classes]; rows of bank and query must be L2-normalised."""
-    k = min(k, bank.shape[0])
-    scores = []
-    for start in range(0, query.shape[0], block):
-        sim = query[start:start + block] @ bank.t()
-        top_sim, top_idx = sim.topk(k, dim=1)
-        weights = (top_sim / temperature).exp()
-        votes = torch.zeros(sim.shape[0], num_classes, device=bank.device, dtype=weights.dtype)
-        votes.scatter_add_(1, bank_y[top_idx], weights)
-        scores.append(votes)
-    return torch.cat(scores)
+    with torch.no_grad():
+        k = min(k, bank.shape[0])
+        scores = []
+        for start in range(0, query.shape[0], block):
+            sim = query[start:start + block] @ bank.t()
+            top_sim, top_idx = sim.topk(k, dim=1)
+            weights = (top_sim / temperature).exp()
+            votes = torch.zeros(sim.shape[0], num_classes, device=bank.device, dtype=weights.dtype)
+            votes.scatter_add_(1, bank_y[top_idx], weights)
+            scores.append(votes)
+        return torch.cat(scores)
 
 
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:

@@ -43,3 +43,86 @@ def linear_probe(train_f, train_y, test_f, test_y, num_classes: int, epochs: int
     if not torch.isfinite(loss):
         raise FloatingPointError("linear probe diverged (non-finite loss); lower eval.linear.lr")
     return {**acc, "train_top1": train_acc, "epochs": epochs, "final_loss": float(loss.detach())}
+
+
+# --- MoCo's linear protocol: a frozen backbone under RRC + flip views (docs/science.md §1.4, §4.2) -------------
+
+AUGMENTED_DEFAULTS = {"epochs": 100, "batch_size": 256, "lr": 30.0, "momentum": 0.9, "weight_decay": 0.0,
+                      "schedule": "step", "lr_steps": [60, 80], "lr_gamma": 0.1, "crop_scale": [0.08, 1.0],
+                      "flip_p": 0.5, "eval_batch_size": 256}
+
+
+def _lr_mult(cfg: dict, epoch: int, step: int, steps: int) -> float:
+    if cfg["schedule"] == "cosine":
+        import math
+
+        return 0.5 * (1 + math.cos(math.pi * (epoch * steps + step) / max(1, cfg["epochs"] * steps)))
+    return cfg["lr_gamma"] ** sum(epoch >= int(m) for m in cfg["lr_steps"])
+
+
+def linear_augmented(backbone: torch.nn.Module, norm, images, labels: torch.Tensor, train_idx, test_images,
+                     test_labels: torch.Tensor, num_classes: int, cfg: dict | None = None, seed: int = 0,
+                     device="cpu") -> dict:
+    """Train a linear classifier on the frozen backbone's pooled features of RRC + flip views.
+
+    MoCo's protocol by default: SGD momentum 0.9, lr 30 (not scaled with the batch), batch 256, wd 0, 100
+    epochs, lr x0.1 at epochs 60 and 80; the backbone stays in eval mode (BN running statistics), the fc starts
+    from N(0, 0.01). Test: the test-time transform (encoded images: resize + central crop). Last epoch
+    reported. Every key of AUGMENTED_DEFAULTS can be overridden by `cfg`.
+    """
+    from ..augment import AugmentSpec, eval_batch
+    from .features import eval_views
+    from .finetune import crop_views
+    from .knn import topk_accuracy
+
+    from ..data.shards import is_encoded
+
+    cfg = {**AUGMENTED_DEFAULTS, **{k: v for k, v in (cfg or {}).items() if k in AUGMENTED_DEFAULTS}}
+    device = torch.device(device)
+    backbone = backbone.to(device).eval()
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    gen = torch.Generator().manual_seed(seed)
+    fc = torch.nn.Linear(backbone.feat_dim, num_classes)
+    torch.nn.init.normal_(fc.weight, std=0.01, generator=gen)
+    torch.nn.init.zeros_(fc.bias)
+    fc = fc.to(device)
+    opt = torch.optim.SGD(fc.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+    train_idx = torch.as_tensor(train_idx).long()
+    imgs = images[train_idx] if is_encoded(images) else images[train_idx].to(device)
+    ys = labels[train_idx].to(device)
+    size = imgs.crop_size if is_encoded(imgs) else int(imgs.shape[-1])
+    aug = AugmentSpec(crop_scale=tuple(cfg["crop_scale"]), flip_p=cfg["flip_p"], jitter_p=0.0, grayscale_p=0.0,
+                      blur_p=0.0, solarize_p=0.0)
+    bs = min(int(cfg["batch_size"]), len(train_idx))
+    steps = max(1, len(train_idx) // bs)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    loss = torch.tensor(float("nan"))
+    for epoch in range(int(cfg["epochs"])):
+        order = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(seed * 997 + epoch)).to(device)
+        views = crop_views(imgs, order, bs, steps, aug, size, seed, epoch, device, norm)
+        hits = seen = 0
+        for step in range(steps):
+            for g in opt.param_groups:
+                g["lr"] = cfg["lr"] * _lr_mult(cfg, epoch, step, steps)
+            x = next(views)
+            with torch.no_grad(), amp:
+                f = backbone(x).float()
+            logits = fc(f)
+            y = ys[order[step * bs:(step + 1) * bs]]
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            hits += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError("linear probe diverged (non-finite loss); lower eval.linear.lr")
+    scores = []
+    with torch.no_grad():
+        for x_u8 in eval_views(test_images, int(cfg["eval_batch_size"]), device):
+            with amp:
+                scores.append(fc(backbone(eval_batch(x_u8, norm, size)).float()))
+    acc = topk_accuracy(torch.cat(scores), test_labels.to(device))
+    return {**acc, "train_top1": 100.0 * hits / max(1, seen), "epochs": int(cfg["epochs"]),
+            "final_loss": float(loss.detach()), "protocol": "augmented"}

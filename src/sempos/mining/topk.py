@@ -60,7 +60,6 @@ def _block_sims(q: torch.Tensor, kb: torch.Tensor) -> torch.Tensor:
     return (q @ kb.t()).float()
 
 
-@torch.no_grad()
 def blocked_topk(emb: torch.Tensor, k: int, block_q: int = 4096, block_k: int = 65536,
                  exclude_self: bool = True, device: str | torch.device | None = None,
                  normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,17 +89,18 @@ def blocked_topk(emb: torch.Tensor, k: int, block_q: int = 4096, block_k: int = 
                          + (" (an item is not its own neighbour, so k < N)" if exclude_self else ""))
     if block_q < 1 or block_k < 1:
         raise ValueError(f"block sizes must be positive, got block_q={block_q}, block_k={block_k}")
-    dev = _device_of(emb, device)
-    emb = emb.to(dev)
-    inv = check_rows(emb, block_q, normalize)
+    with torch.no_grad():
+        dev = _device_of(emb, device)
+        emb = emb.to(dev)
+        inv = check_rows(emb, block_q, normalize)
 
-    out_s = torch.empty(n, k, dtype=torch.float32)
-    out_i = torch.empty(n, k, dtype=torch.long)
-    for qs in range(0, n, block_q):
-        best_s, best_i = query_block_topk(emb, inv, qs, min(block_q, n - qs), k, block_k, exclude_self)
-        out_s[qs:qs + block_q] = best_s.cpu()
-        out_i[qs:qs + block_q] = best_i.cpu()
-    return out_s, out_i
+        out_s = torch.empty(n, k, dtype=torch.float32)
+        out_i = torch.empty(n, k, dtype=torch.long)
+        for qs in range(0, n, block_q):
+            best_s, best_i = query_block_topk(emb, inv, qs, min(block_q, n - qs), k, block_k, exclude_self)
+            out_s[qs:qs + block_q] = best_s.cpu()
+            out_i[qs:qs + block_q] = best_i.cpu()
+        return out_s, out_i
 
 
 def query_block_topk(emb: torch.Tensor, inv: torch.Tensor | None, qs: int, bq: int, k: int, block_k: int,

@@ -51,6 +51,11 @@ def labelled_pool(data: dict) -> torch.Tensor:
 
 
 def _study_S(cfg: dict, data: dict, seed: int) -> torch.Tensor:
+    from ..data.shards import is_encoded
+
+    if is_encoded(data["train_x"]):
+        raise ConfigError("the study pair sets (study_s/a/a2/m) reject near-duplicates by raw pixels, which needs "
+                          "an in-memory dataset; on JPEG datasets use positives source mined, oracle or random")
     pool = labelled_pool(data)
     feats_pool = pixel_features(data["train_x"][pool])
     feats = torch.zeros(len(data["train_x"]), feats_pool.shape[1])

@@ -16,35 +16,35 @@ class LARS(torch.optim.Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                                       trust_coefficient=trust_coefficient))
 
-    @torch.no_grad()
     def step(self, closure=None):
-        # One multi-tensor (foreach) kernel per operation over all parameters, not one small kernel per
-        # parameter and operation: on a GPU the per-parameter loop is launch-bound for ResNet-50's 161 tensors.
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            d = [p.grad for p in params]  # BN weights and biases (1-D) step on their raw gradient
-            adapt = [i for i, p in enumerate(params) if p.ndim > 1]
-            if adapt:
-                pa = [params[i] for i in adapt]
-                # Out of place: the gradients themselves are left as backward wrote them.
-                da = torch._foreach_add([d[i] for i in adapt], pa, alpha=group["weight_decay"])
-                p_norm, d_norm = torch.stack(torch._foreach_norm(pa)), torch.stack(torch._foreach_norm(da))
-                q = torch.where((p_norm > 0) & (d_norm > 0), group["trust_coefficient"] * p_norm / d_norm,
-                                torch.ones_like(p_norm))
-                torch._foreach_mul_(da, list(q.unbind()))
-                for i, t in zip(adapt, da):
-                    d[i] = t
-            mu = []
-            for p in params:
-                state = self.state[p]
-                if "mu" not in state:
-                    state["mu"] = torch.zeros_like(p)
-                mu.append(state["mu"])
-            torch._foreach_mul_(mu, group["momentum"])
-            torch._foreach_add_(mu, d)
-            torch._foreach_add_(params, mu, alpha=-group["lr"])
+        with torch.no_grad():
+            # One multi-tensor (foreach) kernel per operation over all parameters, not one small kernel per
+            # parameter and operation: on a GPU the per-parameter loop is launch-bound for ResNet-50's 161 tensors.
+            for group in self.param_groups:
+                params = [p for p in group["params"] if p.grad is not None]
+                if not params:
+                    continue
+                d = [p.grad for p in params]  # BN weights and biases (1-D) step on their raw gradient
+                adapt = [i for i, p in enumerate(params) if p.ndim > 1]
+                if adapt:
+                    pa = [params[i] for i in adapt]
+                    # Out of place: the gradients themselves are left as backward wrote them.
+                    da = torch._foreach_add([d[i] for i in adapt], pa, alpha=group["weight_decay"])
+                    p_norm, d_norm = torch.stack(torch._foreach_norm(pa)), torch.stack(torch._foreach_norm(da))
+                    q = torch.where((p_norm > 0) & (d_norm > 0), group["trust_coefficient"] * p_norm / d_norm,
+                                    torch.ones_like(p_norm))
+                    torch._foreach_mul_(da, list(q.unbind()))
+                    for i, t in zip(adapt, da):
+                        d[i] = t
+                mu = []
+                for p in params:
+                    state = self.state[p]
+                    if "mu" not in state:
+                        state["mu"] = torch.zeros_like(p)
+                    mu.append(state["mu"])
+                torch._foreach_mul_(mu, group["momentum"])
+                torch._foreach_add_(mu, d)
+                torch._foreach_add_(params, mu, alpha=-group["lr"])
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: Mapping) -> torch.optim.Optimizer:

@@ -1,8 +1,13 @@
 """The shared pretraining loop: one implementation for every algorithm, CPU and CUDA.
 
-Checkpoints after every epoch (model incl. queues/banks, optimiser, history); a rerun resumes from the
+Checkpoints after every epoch (model incl. queues/banks, optimiser, history), and every
+`pretrain.checkpoint_steps` steps within one when set (ImageNet epochs are long); a rerun resumes from the
 last one. Augmentation and data order are pure functions of (seed, epoch, step), so a resumed run ends
 with the same weights as an uninterrupted one.
+
+Data: an in-memory uint8 tensor (moved to the device whole, cropped and augmented there in batches) or
+encoded images (sempos.data.shards.ShardImages: each step's views are cropped at decode time by
+sempos.data.loader, against each image's own size, then augmented photometrically on the device).
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from tqdm import tqdm
 
 from .. import dist
 from ..algos import registry
-from ..algos.base import Batch, ema_update
-from ..augment import AugmentSpec, Normalizer, augment_batch
+from ..algos.base import Batch, ema_update, partner_switches
+from ..augment import AugmentSpec, Normalizer, augment_batch, augment_crops
+from ..data.shards import is_encoded
 from ..config import digest
 from ..errors import ConfigError, NonFiniteLossError
 from ..eval.features import extract
@@ -57,10 +63,18 @@ def step_generator(device: torch.device, seed: int, epoch: int, step: int, rank:
     return g
 
 
-def build_model(settings: dict, in_channels: int, num_train: int, seed: int, image_size: int = 32):
+def geometry_seed(seed: int, epoch: int, step: int, rank: int = 0) -> int:
+    """Seed of a step's crop boxes and flips for encoded data (drawn on the CPU, before decoding)."""
+    return (seed * 1_000_003 + epoch * 100_003 + step * 7 + rank * 7_777_777 + 54321) % (2**63)
+
+
+def build_model(settings: dict, in_channels: int, num_train: int, seed: int, image_size: int = 32,
+                partners=None, positives_cfg: dict | None = None):
+    """The algorithm around a freshly seeded backbone, with the partner switches its positives ask for."""
     torch.manual_seed(seed)
     backbone = build_backbone(**backbone_kwargs(settings["backbone"], in_channels, image_size))
-    return registry.get(settings["algo"])(backbone, settings["hp"], num_train)
+    return registry.get(settings["algo"])(backbone, settings["hp"], num_train, partners=partners,
+                                          **partner_switches(positives_cfg))
 
 
 def history_csv(rows: list[dict]) -> str:
@@ -78,21 +92,24 @@ class Trainer:
         s = job.settings
         self.cfg = s["pretrain"]
         data = job.data
-        self.images = data["train_x"].to(rt.device)
+        self.encoded = is_encoded(data["train_x"])
+        # Encoded images stay on disk and are streamed per step; tensors move to the device whole.
+        self.images = data["train_x"] if self.encoded else data["train_x"].to(rt.device)
         self.labels = data["train_y"].to(rt.device)
         pre_idx = data["splits"]["pretrain"]
         self.pairs = job.pairs or PairSource(pre_idx)
-        self.norm = Normalizer.fit(data["train_x"][pre_idx], rt.device)
+        if self.encoded:
+            self.norm = Normalizer(self.images.mean, self.images.std, rt.device)
+        else:
+            self.norm = Normalizer.fit(data["train_x"][pre_idx], rt.device)
         self.aug = AugmentSpec.from_cfg(s["augment"])
-        self.size = int(self.images.shape[-1])
-        self.model = build_model(s, int(self.images.shape[1]), len(pre_idx), job.seed, self.size).to(rt.device)
+        self.size = self.images.crop_size if self.encoded else int(self.images.shape[-1])
+        partners = job.partners.to(rt.device) if job.partners is not None else None
+        self.model = build_model(s, int(self.images.shape[1]), len(pre_idx), job.seed, self.size, partners,
+                                 job.positives_cfg).to(rt.device)
         if rt.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.model.diag_labels = self.labels
-        if job.partners is not None:
-            self.model.partners = job.partners.to(rt.device)
-            self.model.multi_positive = job.positives_cfg.get("variant") == "M"
-            self.model.mask_partners = bool(job.positives_cfg.get("mask_partners"))
         self.optimizer = build_optimizer(self.model.parameters(), self.cfg) if self.model.trains else None
         self.batch = min(self.cfg["batch_size"], len(self.pairs))
         self.world, self.rank = dist.world_size(), dist.rank()
@@ -110,6 +127,9 @@ class Trainer:
                                   | {"seed": job.seed, "pairs": len(self.pairs)})
         self.history: list[dict] = []
         self.start_epoch = 0
+        self.start_step = 0  # > 0 when resuming inside an epoch
+        self._resumed_logs: list[dict] = []
+        self._views = None   # encoded data: the current epoch's stream of uint8 view pairs
         self._monitor = self._monitor_sets(data)
 
     def _wrap_ddp(self):
@@ -124,8 +144,9 @@ class Trainer:
                                        find_unused_parameters=self.model.ddp_find_unused)
 
     # --- checkpointing -------------------------------------------------------------------------
-    def _state(self, epoch: int) -> dict:
-        return {
+    def _state(self, epoch: int, step: int = 0, logs: list | None = None) -> dict:
+        """The resume point after `epoch` (the last complete one), plus `step` steps of the next one."""
+        state = {
             "fingerprint": self.fingerprint,
             "epoch": epoch,
             "model": self.model.state_dict(),
@@ -133,6 +154,10 @@ class Trainer:
             "history": self.history,
             "torch_rng": torch.get_rng_state(),
         }
+        if step:
+            state["step"] = step
+            state["epoch_logs"] = [{k: v.cpu() for k, v in d.items()} for d in logs]
+        return state
 
     def try_resume(self) -> bool:
         path = self.job.run_dir / CHECKPOINT
@@ -148,7 +173,9 @@ class Trainer:
         self.history = list(state["history"])
         torch.set_rng_state(state["torch_rng"])
         self.start_epoch = state["epoch"] + 1
-        log.info("resumed %s from epoch %d", self.job.run_dir, state["epoch"])
+        self.start_step = int(state.get("step", 0))
+        self._resumed_logs = [{k: v.to(self.rt.device) for k, v in d.items()} for d in state.get("epoch_logs", [])]
+        log.info("resumed %s from epoch %d step %d", self.job.run_dir, state["epoch"] + 1, self.start_step)
         return True
 
     # --- monitoring ----------------------------------------------------------------------------
@@ -179,8 +206,15 @@ class Trainer:
         lo = step * self.batch + self.rank * self.local_batch
         batch_pairs = pairs[lo:lo + self.local_batch].to(self.rt.device)
         gen = step_generator(self.rt.device, self.job.seed, epoch, step, self.rank)
-        x1 = augment_batch(self.images[batch_pairs[:, 0]], self.aug, self.size, gen, self.norm)
-        x2 = augment_batch(self.images[batch_pairs[:, 1]], self.aug, self.size, gen, self.norm)
+        if self._views is None:
+            x1 = augment_batch(self.images[batch_pairs[:, 0]], self.aug, self.size, gen, self.norm)
+            x2 = augment_batch(self.images[batch_pairs[:, 1]], self.aug, self.size, gen, self.norm)
+        else:
+            got_step, views = next(self._views)
+            if got_step != step:
+                raise RuntimeError(f"view stream at step {got_step}, trainer at step {step}")
+            x1 = augment_crops(views[:, 0], self.aug, gen, self.norm)
+            x2 = augment_crops(views[:, 1], self.aug, gen, self.norm)
         if self.rt.channels_last:
             x1, x2 = x1.contiguous(memory_format=torch.channels_last), x2.contiguous(memory_format=torch.channels_last)
         batch = Batch(batch_pairs[:, 0], batch_pairs[:, 1], epoch, step, gstep / max(1, self.total_steps))
@@ -203,9 +237,24 @@ class Trainer:
         # Scalars stay on the device until the epoch ends (no per-step host sync).
         return {k: v.detach().float() for k, v in out.items()}
 
+    def view_stream(self, epoch: int, pairs: torch.Tensor, first_step: int = 0):
+        """(step, uint8 views [local_batch, 2, 3, S, S]) of this rank's slice of every step from first_step."""
+        from ..data.jpeg import CropSpec
+        from ..data.loader import crop_stream
+
+        steps = range(first_step, self.steps_per_epoch)
+
+        def plan():
+            for step in steps:
+                lo = step * self.batch + self.rank * self.local_batch
+                yield geometry_seed(self.job.seed, epoch, step, self.rank), pairs[lo:lo + self.local_batch]
+
+        return zip(steps, crop_stream(self.images, plan(), CropSpec.of(self.aug), self.size, self.rt.device))
+
     def fit(self) -> dict:
         self.job.run_dir.mkdir(parents=True, exist_ok=True)
         self.try_resume()
+        every = int(self.cfg.get("checkpoint_steps") or 0)
         self.model.train()
         epochs = self.cfg["epochs"] if self.model.trains else 0
         if not self.history:
@@ -214,15 +263,23 @@ class Trainer:
                                  "seconds": 0.0, "pairs_per_s": 0.0})
         for epoch in range(self.start_epoch, epochs):
             t0 = time.perf_counter()
-            # On the device once per epoch: a per-step copy of a pageable CPU slice makes the host wait for the GPU.
-            pairs = self.pairs.for_epoch(self.job.seed, epoch).to(self.rt.device)
-            logs: list[dict[str, torch.Tensor]] = []
-            bar = tqdm(range(self.steps_per_epoch), disable=not self.rt.progress,
+            pairs = self.pairs.for_epoch(self.job.seed, epoch)
+            first = self.start_step if epoch == self.start_epoch else 0
+            logs: list[dict[str, torch.Tensor]] = list(self._resumed_logs) if first else []
+            if self.encoded:
+                self._views = self.view_stream(epoch, pairs, first)
+            # _step's copy, on the device once per epoch: a per-step copy of a pageable CPU slice makes the host
+            # wait for the GPU (the view stream decodes from the CPU copy).
+            step_pairs = pairs.to(self.rt.device)
+            bar = tqdm(range(first, self.steps_per_epoch), disable=not self.rt.progress,
                        desc=f"{self.job.settings['name']} ep{epoch}", leave=False)
             for step in bar:
                 if self.job.on_step:
                     self.job.on_step(epoch, step)
-                logs.append(self._step(epoch, step, pairs))
+                logs.append(self._step(epoch, step, step_pairs))
+                if every and (step + 1) % every == 0 and step + 1 < self.steps_per_epoch and dist.is_main():
+                    save_torch(self._state(epoch - 1, step + 1, logs), self.job.run_dir / CHECKPOINT)
+            self._views = None
             secs = time.perf_counter() - t0
             means = {k: torch.stack([d[k] for d in logs]).mean().item() for k in logs[0]} if logs else {}
             self.history.append({

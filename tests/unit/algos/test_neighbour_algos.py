@@ -9,7 +9,9 @@ import torch
 from conftest import HostSyncs, fake_prepared, tiny_settings
 from sempos.algos import registry
 from sempos.algos.base import Batch, ema_update
+from sempos.algos.snclr import SNCLR
 from sempos.config import load_schema
+from sempos.errors import ConfigError
 from sempos.memory_bank import MemoryBank
 from sempos.models.resnet import build_backbone
 from sempos.models.vit import sincos_2d
@@ -94,25 +96,73 @@ def test_snclr_without_neighbours_is_mocov3():
     assert torch.allclose(snclr, mocov3, atol=1e-6)
 
 
+def snclr_reference(m, x1, x2, hp):
+    """docs/science.md §2.4 / snclr.py's docstring: L(z1; k2) + L(z2; k1), each over all keys and neighbours.
+
+    Neighbours of the other view's key by brute-force cosine over the bank; w = softmax of cosines with
+    this view's projection (through f1/f2 when learnable), zeroed at or below 1/K with `threshold`, / gamma.
+    """
+    import torch.nn.functional as F
+
+    from sempos.losses import snclr_code_loss, snclr_paper_loss
+
+    y1, y2, z1, z2 = m.online(x1, x2)
+    k1, k2 = m.keys(x1, x2)
+    loss_fn = snclr_code_loss if hp["loss_form"] == "code_sum_of_logs" else snclr_paper_loss
+    total = 0.0
+    for z, y, k in ((z1, y1, k2), (z2, y2, k1)):
+        kk = hp["k"]
+        if kk:
+            bank = F.normalize(m.bank.bank, dim=1)
+            nb = m.bank.bank[(F.normalize(k, dim=1) @ bank.t()).argsort(1, descending=True)[:, :kk]]
+            a, b = (m.attn.f1(y), m.attn.f2(nb)) if hp["attn_proj"] == "learnable" else (y, nb)
+            w = torch.softmax(torch.einsum("bd,bkd->bk", F.normalize(a, dim=1), F.normalize(b, dim=2)), 1)
+            if hp["threshold"]:
+                w = torch.where(w > 1 / kk, w, torch.zeros_like(w))
+            w = w / hp["attn_gamma"]
+        else:
+            nb, w = k.new_zeros(k.shape[0], 0, k.shape[1]), k.new_zeros(k.shape[0], 0)
+        total += loss_fn(z, k, nb, w, hp["temperature"], hp["scale_2tau"]).item()
+    return total
+
+
 @pytest.mark.parametrize("hp", [
     {"loss_form": "paper_log_of_weighted_sum"}, {"attn_proj": "learnable"}, {"attn_gamma": 2.0},
     {"threshold": True}, {"detach_w": True}, {"scale_2tau": False}, {"bank_scope": "per_gpu"},
     {"pred_last_bn": False}, {"k": 0, "attn_proj": "learnable"},
 ])
-def test_snclr_switches_train(hp):
+def test_snclr_switches_give_the_loss_of_the_hand_wired_reference(hp):
     m = _model("snclr", **hp)
     _prefill(m)
-    loss = m(*_views(), _batch())["loss"]
-    assert torch.isfinite(loss)
+    x1, x2 = _views()
+    with torch.no_grad():
+        expected = snclr_reference(m, x1, x2, {**SNCLR.HPARAMS, **SMALL["snclr"], **hp})
+    loss = m(x1, x2, _batch())["loss"]
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
     loss.backward()
     missing = [n for n, p in m.named_parameters() if p.requires_grad and p.grad is None]
     assert missing == []  # every trainable parameter is used (DDP would stall otherwise)
 
 
+def test_snclr_switches_change_the_loss():
+    """Each switch is wired: with the same weights, inputs and bank it gives another loss than the defaults."""
+    def loss_of(**hp):
+        m = _model("snclr", **hp)
+        _prefill(m)
+        with torch.no_grad():
+            return m(*_views(), _batch())["loss"].item()
+
+    base = loss_of()
+    for hp in ({"loss_form": "paper_log_of_weighted_sum"}, {"attn_gamma": 2.0}, {"threshold": True},
+               {"scale_2tau": False}, {"k": 1}):
+        assert loss_of(**hp) != pytest.approx(base, rel=1e-4), hp
+    assert loss_of(detach_w=True) == pytest.approx(base, rel=1e-6)  # detaching changes gradients only
+
+
 @pytest.mark.parametrize("hp,bad", [({"loss_form": "mixed"}, "loss_form"), ({"attn_proj": "mlp"}, "attn_proj"),
                                     ({"bank_scope": "node"}, "bank_scope"), ({"k": 65}, "k=65")])
 def test_snclr_rejects_unknown_switch_values(hp, bad):
-    with pytest.raises(ValueError, match=bad):
+    with pytest.raises(ConfigError, match=bad):
         _model("snclr", **hp)
 
 
@@ -145,7 +195,10 @@ def test_snclr_step_logs_diagnostics_that_match_the_bank_and_then_enqueues_k2():
     assert syncs.seen == []  # no per-step host round trip, diagnostics included
     assert out["purity"].item() == pytest.approx(before.purity(m.diag_labels[batch.idx_b], idx).item())
     assert out["self_hit"].item() == pytest.approx(before.self_hit_rate(batch.idx_b, idx).item())
-    assert 1 / m.hp["k"] - 1e-6 <= out["w_max"].item() <= 1
+    y1 = m.online(x1, x2)[0]
+    w = torch.softmax(torch.einsum("bd,bkd->bk", torch.nn.functional.normalize(y1, dim=1),
+                                   torch.nn.functional.normalize(before.bank[idx], dim=2)), 1)
+    assert out["w_max"].item() == pytest.approx(w.max(1).values.mean().item(), rel=1e-5)
     rows = torch.arange(B)  # the prefill wrapped the pointer to row 0
     assert torch.allclose(m.bank.bank[rows], torch.nn.functional.normalize(k2, dim=1), atol=1e-6)
     assert torch.equal(m.bank.ids[rows], batch.idx_b) and torch.equal(m.bank.labels[rows], m.diag_labels[:B])
@@ -154,9 +207,75 @@ def test_snclr_step_logs_diagnostics_that_match_the_bank_and_then_enqueues_k2():
 def test_nnclr_logs_purity_and_self_hit_and_enqueues_view_one():
     m = _model("nnclr")
     m.diag_labels = torch.arange(100) % 3
-    out = m(*_views(), _batch())
+    x1, x2 = _views()
+    z1 = m.projector(m.backbone(torch.cat([x1, x2])))[:B].detach()
+    out = m(x1, x2, _batch())
     assert {"purity", "self_hit"} <= set(out) and int(m.bank.filled) == B
     assert torch.equal(m.bank.ids[:B], torch.arange(B))
+    assert torch.allclose(m.bank.bank[:B], torch.nn.functional.normalize(z1, dim=1), atol=1e-6)
+
+
+def _nnclr_by_hand(k=1):
+    """NNCLR with stand-in modules of known output: features = the 4 pixels, projector = identity,
+    predictor = a fixed permutation (so a prediction differs from its projection), and a bank of the
+    four unit vectors e0..e3 (ids 10..13)."""
+    m = _model("nnclr", k=k, bank_size=4)
+    m.backbone, m.projector = torch.nn.Flatten(), torch.nn.Identity()
+    m.predictor = torch.nn.Linear(4, 4, bias=False)
+    with torch.no_grad():
+        m.predictor.weight.copy_(torch.eye(4)[[1, 2, 3, 0]])
+    m.bank = MemoryBank(4, 4)
+    m.bank.push(torch.eye(4), ids=torch.arange(10, 14))
+    # View 1 of the two images lies nearest e0 and e1, view 2 nearest e2 and e3.
+    x1 = torch.tensor([[0.9, 0.1, 0.3, 0.0], [0.2, 0.8, 0.0, 0.1]]).view(2, 1, 2, 2)
+    x2 = torch.tensor([[0.1, 0.0, 0.9, 0.4], [0.0, 0.3, 0.2, 0.7]]).view(2, 1, 2, 2)
+    return m, x1, x2
+
+
+def test_nnclr_pairs_each_views_neighbour_with_the_other_views_prediction(monkeypatch):
+    from sempos.algos import nnclr as nnclr_module
+    from sempos.losses import nnclr_loss
+
+    calls = []
+    monkeypatch.setattr(nnclr_module, "nnclr_loss", lambda nn, p, t: calls.append((nn, p)) or nnclr_loss(nn, p, t))
+    m, x1, x2 = _nnclr_by_hand()
+    z1, z2 = x1.flatten(1), x2.flatten(1)
+    p1, p2 = m.predictor(z1), m.predictor(z2)
+    e = torch.eye(4)
+    loss = m(x1, x2, Batch(torch.arange(2), torch.arange(2), 0, 0, 0.0))["loss"]
+    # nn(z1) = (e0, e1) is the positive of view 2's predictions, nn(z2) = (e2, e3) of view 1's.
+    (nn_a, p_a), (nn_b, p_b) = calls
+    assert torch.equal(nn_a, e[[0, 1]]) and torch.equal(nn_b, e[[2, 3]])
+    assert torch.equal(p_a, p2) and torch.equal(p_b, p1)
+    expected = 0.5 * (nnclr_loss(e[[0, 1]], p2, 0.1) + nnclr_loss(e[[2, 3]], p1, 0.1))
+    own_view = 0.5 * (nnclr_loss(e[[0, 1]], p1, 0.1) + nnclr_loss(e[[2, 3]], p2, 0.1))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert abs(expected.item() - own_view.item()) > 0.1  # the wrong pairing would be seen
+    # The bank then holds view 1's projections (normalised) in the two oldest rows, with their image ids.
+    assert torch.allclose(m.bank.bank[:2], torch.nn.functional.normalize(z1, dim=1))
+    assert m.bank.ids.tolist() == [0, 1, 12, 13]
+
+
+def test_nnclr_k3_picks_one_of_the_three_nearest_from_the_global_rng(monkeypatch):
+    from sempos.algos import nnclr as nnclr_module
+
+    picked = []
+    monkeypatch.setattr(nnclr_module, "nnclr_loss", lambda nn, p, t: picked.append(nn.argmax(1)) or nn.sum())
+    m, x1, x2 = _nnclr_by_hand(k=3)
+    batch = Batch(torch.arange(2), torch.arange(2), 0, 0, 0.0)
+    seen = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        m.bank.bank.copy_(torch.eye(4))  # undo the step's push
+        m(x1, x2, batch)
+        rows = picked[-2].tolist()  # view 1's neighbours; by cosine: row 0 -> e0, e2, e1; row 1 -> e1, e0, e3
+        assert rows[0] in (0, 2, 1) and rows[1] in (1, 0, 3)
+        seen.add(tuple(rows))
+        torch.manual_seed(seed)
+        m.bank.bank.copy_(torch.eye(4))
+        m(x1, x2, batch)
+        assert picked[-2].tolist() == rows  # a function of the global RNG's state
+    assert {r[0] for r in seen} == {0, 1, 2}
 
 
 def test_vit_small_is_moco_v3s_vit_s_and_dispatches_from_build_backbone():
@@ -188,11 +307,10 @@ def test_snclr_trains_a_vit_small_backbone():
     assert m.backbone.vit.encoder.ln.weight.grad is not None
 
 
-@pytest.mark.parametrize("algo", ["nnclr", "snclr"])
-def test_bank_survives_kill_and_resume(tmp_path, algo):
+def _kill_and_resume(tmp_path, algo, **hp):
     data = fake_prepared(n_train=96)  # 64 pretraining images: 2 steps of 32 per epoch
     # A bank larger than one epoch's 64 pushes, so epoch 0's rows must come back from the checkpoint.
-    settings = tiny_settings(algo, epochs=2, **{**SMALL[algo], "bank_size": 96})
+    settings = tiny_settings(algo, epochs=2, **{**SMALL[algo], "bank_size": 96, **hp})
     straight = Trainer(PretrainJob(settings, 0, tmp_path / "straight", data), resolve(RT))
     straight.fit()
 
@@ -205,8 +323,21 @@ def test_bank_survives_kill_and_resume(tmp_path, algo):
     resumed = Trainer(PretrainJob(settings, 0, tmp_path / "resumed", data), resolve(RT))
     resumed.fit()
     assert resumed.start_epoch == 1
-    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    return straight.model.state_dict(), resumed.model.state_dict()
+
+
+@pytest.mark.parametrize("algo,hp", [("nnclr", {}), ("snclr", {}), ("nnclr", {"k": 3})])
+def test_bank_survives_kill_and_resume(tmp_path, algo, hp):
+    """NNCLR k = 3 draws its neighbour from torch's global RNG, so it also needs that state restored."""
+    a, b = _kill_and_resume(tmp_path, algo, **hp)
     assert a.keys() == b.keys() and {"bank.bank", "bank.ptr", "bank.ids", "bank.labels"} <= set(a)
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert (int(b["bank.filled"]), int(b["bank.ptr"])) == (96, 128 % 96) and (b["bank.labels"] >= 0).all()
+
+
+def test_resume_without_the_global_rng_state_would_differ(tmp_path, monkeypatch):
+    """The k = 3 case above can fail: a trainer that does not restore torch's RNG gives other weights."""
+    monkeypatch.setattr(torch, "set_rng_state", lambda state: None)
+    a, b = _kill_and_resume(tmp_path, "nnclr", k=3)
+    assert [k for k in a if not torch.equal(a[k], b[k])]

@@ -62,3 +62,31 @@ def test_mean_per_class_accuracy():
     y = np.array([0, 0, 0, 1])
     p = np.array([0, 0, 0, 0])
     assert mean_per_class_accuracy(y, p) == 50.0
+
+
+def _unit(cos):
+    return [cos, math.sqrt(1 - cos * cos)]
+
+
+def test_knn_defaults_are_the_monitor_protocol_k200_t01():
+    """The trainer's online monitor calls knn_accuracy with its defaults: k = 200, T = 0.1 (MoCo, solo-learn)."""
+    from sempos.eval.knn import knn_accuracy
+
+    q, one = torch.tensor([[1.0, 0.0]]), torch.tensor([1])
+    # k: 100 class-0 points at cos 0.5 outvote 100 class-1 points at cos 0.4999 by 100 (e^5 - e^4.999) = 15;
+    # a 201st neighbour (class 1, cos 0.4, e^4 = 55) would turn the vote.
+    bank = torch.tensor([_unit(0.5)] * 100 + [_unit(0.4999)] * 100 + [_unit(0.4)])
+    y = torch.tensor([0] * 100 + [1] * 101)
+    assert knn_predict(bank, y, q, 2).argmax().item() == 0 and knn_accuracy(bank, y, q, one, 2)["top1"] == 0.0
+    assert knn_predict(bank, y, q, 2, k=201).argmax().item() == 1
+    # T: 3 class-0 points at cos 0.6 outvote one class-1 point at cos 1 only at a high temperature.
+    bank, y = torch.tensor([_unit(0.6)] * 3 + [_unit(1.0)]), torch.tensor([0, 0, 0, 1])
+    assert knn_predict(bank, y, q, 2).argmax().item() == 1 and knn_accuracy(bank, y, q, one, 2)["top1"] == 100.0
+    assert knn_accuracy(bank, y, q, one, 2, temperature=1.1)["top1"] == 0.0
+
+
+def test_knn_scores_keep_the_feature_dtype():
+    g = torch.Generator().manual_seed(1)
+    bank = F.normalize(torch.randn(20, 4, generator=g, dtype=torch.float64), dim=1)
+    scores = knn_predict(bank, torch.randint(0, 3, (20,), generator=g), bank[:5], 3, k=4)
+    assert scores.dtype == torch.float64 and scores.shape == (5, 3)

@@ -82,13 +82,22 @@ def test_choice_is_made_on_val_never_on_test(setup, baseline, monkeypatch):
     assert a["top1"] != b["top1"]  # the garbage labels were scored, but only after selection
 
 
-def test_stage_subsets_from_prepare_fine_tune(setup):
-    """The prepared 10% subset (drawn from the train split, disjoint from val) feeds fine-tuning directly."""
+def test_stage_subsets_from_prepare_fine_tune(setup, monkeypatch):
+    """The prepared 25% subset (drawn from the train split, disjoint from val) feeds fine-tuning directly;
+    the reported top-1 is the chosen network's accuracy on the test images."""
     data = setup[0]
     splits = split_indices(data["train_y"].numpy(), val_size=64, train_subset=0, fractions=[25])
     train, val = torch.from_numpy(splits["semi"]["25"]), torch.from_numpy(splits["val"])
+    trained_on, scores = [], []
+    real_train, real_predict = ft.train_one, ft.predict
+    monkeypatch.setattr(ft, "train_one", lambda bb, norm, x, y, idx, *a: trained_on.append(idx.clone())
+                        or real_train(bb, norm, x, y, idx, *a))
+    monkeypatch.setattr(ft, "predict", lambda *a: scores.append(real_predict(*a)) or scores[-1])
     res = _run(setup, train=train, val=val, epochs=2)
-    assert res["labelled_images"] == len(train) and 0 <= res["top1"] <= 100
+    assert res["labelled_images"] == len(train) and all(torch.equal(t, train) for t in trained_on)
+    test_scores = scores[-1]  # the test split is predicted last, once
+    hand = 100.0 * (test_scores.argmax(1) == data["test_y"]).float().mean().item()
+    assert len(test_scores) == len(data["test_y"]) and res["top1"] == pytest.approx(hand)
     with pytest.raises(DatasetError, match="share"):
         _run(setup, train=torch.cat([train, val[:3]]), val=val, epochs=1)
 

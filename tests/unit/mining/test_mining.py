@@ -339,13 +339,13 @@ def test_mine_errors(tmp_path):
 
 
 def test_pair_file_roundtrip_hash_and_bad_files(tmp_path):
-    pairs, cos = torch.tensor([[3, 7], [7, 3], [10, 2]]), torch.tensor([0.5, 0.25, float("nan")])
+    pairs, cos = torch.tensor([[3, 7], [7, 3], [10, 0]]), torch.tensor([0.5, 0.25, float("nan")])  # id 0 is valid
     path = tmp_path / "sub" / "spps.csv"
     sha = write_pairs(path, pairs, cos)
     text = path.read_text()
     assert text.splitlines()[:2] == ["i,j,cos", "3,7,0.500000"]
     assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert not list(path.parent.glob(".*part"))  # atomic: no temporary left behind
+    assert sorted(f.name for f in path.parent.iterdir()) == ["spps.csv"]  # no temporary left behind
     p2, c2 = read_pairs(path)
     assert torch.equal(p2, pairs) and torch.allclose(c2[:2], cos[:2]) and math.isnan(c2[2])
     assert write_pairs(tmp_path / "again.csv", pairs, cos) == sha  # deterministic bytes
@@ -362,3 +362,51 @@ def test_pair_file_roundtrip_hash_and_bad_files(tmp_path):
         read_pairs(tmp_path / "nope.csv")
     with pytest.raises(ValueError, match="cosines"):
         write_pairs(tmp_path / "x.csv", pairs, cos[:2])
+
+
+
+def _left_after_an_interrupted_write(tmp_path, monkeypatch):
+    """What write_pairs leaves in its folder when the write dies half-way (disk full)."""
+    real = Path.write_text
+
+    def half_then_fail(self, text, *args, **kwargs):
+        real(self, text[: len(text) // 2], *args, **kwargs)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Path, "write_text", half_then_fail)
+    path = tmp_path / "sub" / "spps.csv"
+    with pytest.raises(OSError, match="disk full"):
+        write_pairs(path, torch.tensor([[3, 7], [7, 3], [10, 2]]), torch.tensor([0.5, 0.25, 0.125]))
+    monkeypatch.undo()
+    return sorted(f.name for f in path.parent.iterdir())
+
+
+def test_an_interrupted_pair_file_write_leaves_nothing_under_the_final_name(tmp_path, monkeypatch):
+    assert _left_after_an_interrupted_write(tmp_path, monkeypatch) == []  # no partial file, no temporary
+
+
+def test_the_interrupted_write_check_catches_a_direct_writer(tmp_path, monkeypatch):
+    import sempos.mining.sampler as sampler
+
+    def direct(text, path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+
+    monkeypatch.setattr(sampler, "save_text", direct)
+    assert _left_after_an_interrupted_write(tmp_path, monkeypatch) == ["spps.csv"]  # half a file, final name
+
+
+def test_package_exports_resolve_lazily_to_their_modules():
+    import sempos.mining as mining
+    from sempos.mining import sampler, topk
+
+    assert mining.cosine_topk is topk.blocked_topk and mining.mine is sampler.mine
+    assert sorted(mining.__all__) == mining.__all__ and "read_pairs" in mining.__all__
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        mining.nope
+
+
+def test_pair_file_without_cosines_writes_nan():
+    from sempos.mining.sampler import pairs_csv
+
+    assert pairs_csv(torch.tensor([[1, 2], [0, 5]])) == "i,j,cos\n1,2,nan\n0,5,nan\n"

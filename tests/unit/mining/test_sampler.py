@@ -1,5 +1,7 @@
 """Semantic Sampler: exact top-K, bounded memory, filters and precision on planted data."""
 
+import hashlib
+
 import torch
 import torch.nn.functional as F
 from conftest import LargestTensor
@@ -80,7 +82,8 @@ def test_pair_precision_and_diagnostics_on_planted_pairs():
 def test_pair_file_roundtrip_and_bad_file(tmp_path):
     pairs, cos = torch.tensor([[3, 7], [7, 3]]), torch.tensor([0.5, 0.25])
     sha = write_pairs(tmp_path / "p.csv", pairs, cos)
-    assert len(sha) == 64
+    assert (tmp_path / "p.csv").read_text() == "i,j,cos\n3,7,0.500000\n7,3,0.250000\n"
+    assert sha == hashlib.sha256((tmp_path / "p.csv").read_bytes()).hexdigest()
     p2, c2 = read_pairs(tmp_path / "p.csv")
     assert torch.equal(p2, pairs) and torch.allclose(c2, cos)
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")

@@ -316,3 +316,38 @@ def test_masked_infonce_equals_the_loss_without_those_queue_entries():
     masked = infonce_queue(q, k, queue, 0.2, queue_mask=mask)
     per_anchor = [infonce_queue(q[a:a + 1], k[a:a + 1], queue[~mask[a]], 0.2) for a in range(3)]
     assert masked.item() == pytest.approx(torch.stack(per_anchor).mean().item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_partner_mask_equals_a_brute_force_reference_on_random_ids(seed):
+    """Random anchors/negatives with -1 slots and id 0, a pair list whose largest id sits in the pairs, the
+    anchors or the negatives, and a single pair; against a set-membership loop."""
+    g = torch.Generator().manual_seed(seed)
+    n = 12
+    anchors = torch.randint(-1, n, (5,), generator=g)
+    negatives = torch.cat([torch.randint(-1, n, (9,), generator=g), torch.tensor([0, -1])])
+    pairs = torch.randint(0, n, (1 if seed == 0 else 6, 2), generator=g)
+    if seed % 3 == 1:
+        pairs[0, 0] = n + 5  # the largest id only in the pairs
+    elif seed % 3 == 2:
+        anchors[0], negatives[0] = n + 3, n + 4  # ... only in the anchors and negatives
+    known = {(int(i), int(j)) for i, j in pairs} | {(int(j), int(i)) for i, j in pairs}
+    for same in (True, False):
+        want = torch.tensor([[a >= 0 and b >= 0 and ((same and a == b) or (a, b) in known)
+                              for b in negatives.tolist()] for a in anchors.tolist()])
+        got = mask_partners_as_negatives(anchors, negatives, pairs, same_image=same)
+        assert torch.equal(got, want), (seed, same)
+        index = PartnerIndex(pairs, num_images=n + 6)
+        assert torch.equal(mask_partners_as_negatives(anchors, negatives, index, same_image=same), want)
+
+
+@pytest.mark.parametrize("anchors,negatives,pairs,want", [
+    ([0], [3], [[0, 3]], True),             # a single pair is still looked up
+    ([3], [0], [[0, 3]], True),             # the largest key (3, 0) is found
+    ([3], [5, 11], [[2, 17]], False),       # 17 only in the pairs: 3*12+5 would equal the key 2*12+17
+    ([2], [19], [[1, 5]], False),           # 19 only in the negatives: 2*6+19 would equal the key 5*6+1
+])
+def test_partner_mask_encodes_pairs_without_collisions(anchors, negatives, pairs, want):
+    got = mask_partners_as_negatives(torch.tensor(anchors), torch.tensor(negatives), torch.tensor(pairs),
+                                     same_image=False)
+    assert bool(got[0, 0]) is want

@@ -132,27 +132,41 @@ def test_build_positives_sources_on_fake_data(tmp_path):
         build_positives({"positives": {"source": "mined", "from": "x"}}, data, 0, tmp_path / "missing.csv")
 
 
+SMALL_HEADS = {"proj_hidden": 32, "proj_dim": 16}
+
+
 @pytest.mark.parametrize("algo,hp,pos", [
-    ("mocov2", {"queue_size": 64}, {"source": "oracle", "variant": "M", "mask_partners": True}),
-    ("simclr", {}, {"source": "oracle", "variant": "M"}),
-    ("simclr", {}, {"source": "random", "mix": "add", "mask_partners": True}),
+    ("mocov2", {"queue_size": 64, **SMALL_HEADS}, {"source": "oracle", "variant": "M", "mask_partners": True}),
+    ("simclr", SMALL_HEADS, {"source": "oracle", "variant": "M"}),
+    ("simclr", SMALL_HEADS, {"source": "random", "mix": "add", "mask_partners": True}),
 ])
 def test_trainer_runs_variant_m_and_partner_masking(tmp_path, algo, hp, pos):
     from conftest import tiny_settings
     from sempos.runtime import resolve
     from sempos.train.trainer import PretrainJob, Trainer
 
-    data = fake_prepared(n_train=160)
+    data = fake_prepared(n_train=96)
     settings = tiny_settings(algo, epochs=1, **hp)
     settings["hp"]["positives"] = pos
     p = build_positives(settings["hp"], data, 0)
-    rt = resolve({"device": "cpu", "threads": 2, "precision": "fp32", "channels_last": False, "progress": False})
-    t = Trainer(PretrainJob(settings, 0, tmp_path, data, pairs=p.pairs, partners=p.partners, positives_cfg=pos), rt)
-    assert t.model.multi_positive == (pos.get("variant") == "M")
-    t.fit()
-    assert math.isfinite(t.history[-1]["loss"])
+    rt = resolve({"device": "cpu", "threads": 1, "precision": "fp32", "channels_last": False, "progress": False})
+
+    def run(cfg, out):
+        t = Trainer(PretrainJob(settings, 0, tmp_path / out, data, pairs=p.pairs, partners=p.partners,
+                                positives_cfg=cfg), rt)
+        t.fit()
+        return t
+
+    t = run(pos, "on")
+    assert (t.model.multi_positive, t.model.mask_partners) == (pos.get("variant") == "M", bool(pos.get("mask_partners")))
+    assert t.model.partners is p.partners
+    # The same pairs, weights and batches without the switches: the switches change the training.
+    off = run({k: v for k, v in pos.items() if k not in ("variant", "mask_partners")}, "off")
+    assert t.history[-1]["loss"] != pytest.approx(off.history[-1]["loss"], rel=1e-6)
     if algo == "mocov2":
-        assert (t.model.queue.ids >= 0).any()  # keys carry the image they came from
+        # Both views' keys of the epoch's last batch fill the 64-key queue, carrying their image ids.
+        last = t.pairs.for_epoch(0, 0)[(t.steps_per_epoch - 1) * t.batch: t.steps_per_epoch * t.batch]
+        assert torch.equal(t.model.queue.ids, torch.cat([last[:, 0], last[:, 1]]))
 
 
 def test_mined_source_must_name_an_augment_method():

@@ -47,3 +47,56 @@ def test_written_tables_flatten_multi_index_and_dash_missing(tmp_path):
     assert "nan" not in tex.read_text()
     back = pd.read_csv(csv, index_col=[0, 1])
     assert back.loc[("simclr", 1), "linear top1"] == 74.0
+
+
+def test_collect_reads_every_metrics_file_into_one_row_per_method_and_seed(tmp_path):
+    import json
+
+    from sempos.report.tables import collect
+
+    def put(rel, **m):
+        path = tmp_path / rel / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(m))
+
+    put("knn/fmnist/simclr/seed0", method="simclr", seed=0, top1=71.5)
+    put("knn/fmnist/simclr/seed1", method="simclr", seed=1, top1=72.5)
+    put("knn/other/simclr/seed0", method="simclr", seed=0, top1=1.0)  # another pretraining dataset
+    put("linear/fmnist/simclr/seed0", method="simclr", seed=0, top1=80.0, top5=99.0)
+    put("transfer/digits/fmnist/simclr/seed0", method="simclr", seed=0, target="digits", top1=55.0)
+    put("semisup/fmnist/simclr/seed0/frac10", method="simclr", seed=0, fraction=10.0, top1=60.0, top5=95.0)
+    put("semisup/fmnist/simclr/seed0/frac0.5", method="simclr", seed=0, fraction=0.5, top1=20.0, top5=70.0)
+    put("detect/fmnist/random_init/seed2", mean={"AP": 1.5, "AP50": 4.0, "AP75": 0.5})
+    df = collect(tmp_path, "fmnist")
+    assert list(df.index) == [("random_init", 2), ("simclr", 0), ("simclr", 1)]
+    assert df.index.names == ["method", "seed"]
+    row = df.loc[("simclr", 0)]
+    assert row["knn top1"] == 71.5 and row["linear top1"] == 80.0 and row["linear top5"] == 99.0
+    assert row["transfer digits top1"] == 55.0
+    assert (row["semisup 10% top1"], row["semisup 10% top5"], row["semisup 0.5% top1"]) == (60.0, 95.0, 20.0)
+    assert df.loc[("simclr", 1), "knn top1"] == 72.5 and math.isnan(df.loc[("simclr", 1), "linear top1"])
+    det = df.loc[("random_init", 2)]
+    assert (det["det AP"], det["det AP50"], det["det AP75"]) == (1.5, 4.0, 0.5) and math.isnan(det["knn top1"])
+
+
+def test_summary_without_a_usable_baseline_has_no_deltas_and_pretty_skips_them():
+    s = summarize(per_seed(), ["nnclr", "simclr"], "ghost")  # not a method: no deltas (and no error)
+    assert not [c for c in s.columns if c.endswith("delta")] and s.index.name == "method"
+    assert list(s.index) == ["nnclr", "simclr"] and list(s["seeds"]) == [1, 2]
+    p = pretty(summarize(per_seed(), ["nnclr", "simclr"], None))
+    # nnclr (first row) has no detection value: a dash, and simclr's cell after it is still filled in.
+    assert list(p["det AP"]) == ["–", "6.00 ± 1.41"] and list(p["linear top1"]) == ["66.00", "72.00 ± 2.83"]
+    assert list(p.columns) == ["linear top1", "det AP", "seeds"] and list(p["seeds"]) == [1, 2]
+
+
+def test_write_table_files_names_caption_escaping_and_dashes(tmp_path):
+    from sempos.report.tables import markdown, write_table
+
+    df = pd.DataFrame({"knn top1": [50.0, float("nan")]}, index=pd.Index(["simclr_sepp", "nnclr"], name="method"))
+    md, csv, tex = write_table(df, tmp_path / "deep" / "er" / "main", "main table")
+    assert [p.name for p in (md, csv, tex)] == ["main.md", "main.csv", "main.tex"] and md.parent.name == "er"
+    assert md.read_text() == "<!-- main table -->\n" + markdown(df) + "\n"
+    latex = tex.read_text()
+    assert r"\caption{main table}" in latex and r"simclr\_sepp" in latex and "–" in latex
+    assert markdown(df).splitlines()[2].split("|")[1].strip() == "simclr_sepp"  # a plain index is shown
+    assert "–" in markdown(df).splitlines()[3]

@@ -59,3 +59,17 @@ def test_schedule_warms_up_then_follows_a_half_cosine():
     assert lr_at(9, 100, 10, 1.0) == pytest.approx(1.0)
     assert lr_at(55, 100, 10, 1.0) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
     assert lr_at(100, 100, 10, 1.0) == pytest.approx(0.0)
+
+
+def test_lars_defaults_and_the_trust_ratio_guards():
+    w = torch.nn.Parameter(torch.full((2, 2), 0.1))  # ||w|| = 0.2: adapted (any ||w|| > 0 is)
+    zero_grad = torch.nn.Parameter(torch.ones(2, 2))  # a zero update: ||d|| = 0, the ratio falls back to 1
+    no_grad = torch.nn.Parameter(torch.ones(3, 3))  # no gradient: skipped, and the ones after it still step
+    opt = LARS([no_grad, w, zero_grad], lr=1.0)
+    assert {k: opt.defaults[k] for k in ("momentum", "weight_decay", "trust_coefficient")} == \
+        {"momentum": 0.9, "weight_decay": 0.0, "trust_coefficient": 0.001}
+    w.grad, zero_grad.grad = torch.full((2, 2), 2.0), torch.zeros(2, 2)
+    opt.step()
+    # trust ratio 0.001 * ||w|| / ||g|| = 0.001 * 0.2 / 4: w - lr * ratio * g
+    torch.testing.assert_close(w.detach(), torch.full((2, 2), 0.1 - 0.001 * 0.2 / 4 * 2.0))
+    assert torch.equal(zero_grad.detach(), torch.ones(2, 2)) and torch.equal(no_grad.detach(), torch.ones(3, 3))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import tiny_settings
+from conftest import fake_prepared, tiny_settings
 from sempos.runtime import resolve
 from sempos.train.trainer import CHECKPOINT, PretrainJob, Trainer
 
@@ -21,8 +21,9 @@ def _run(settings, run_dir, data, on_step=None):
 
 
 @pytest.mark.parametrize("algo,hp", [("simclr", {}), ("mocov2", {"queue_size": 64})])
-def test_kill_and_resume_gives_identical_weights(tmp_path, prepared, algo, hp):
-    settings = tiny_settings(algo, epochs=3, **hp)
+def test_kill_and_resume_gives_identical_weights(tmp_path, algo, hp):
+    prepared = fake_prepared(n_train=160)  # 128 pretraining images: 4 steps of 32 per epoch
+    settings = tiny_settings(algo, epochs=3, proj_hidden=32, proj_dim=16, **hp)
     straight = _run(settings, tmp_path / "straight", prepared)
 
     def kill(epoch, step):

@@ -1,0 +1,196 @@
+"""The stage table: every stage's command, and the inputs/outputs/params of representative instances."""
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from sempos.config import load_params
+from sempos import pipeline
+from sempos.pipeline import STAGES, dvc_yaml, fill, instance_name
+
+REPO = Path(__file__).resolve().parents[2]
+RUN = {"ds": "fmnist", "method": "simclr", "seed": "0"}
+
+
+@pytest.fixture(scope="module")
+def p():
+    return load_params(REPO / "params.yaml")
+
+
+def _wc(stage):
+    return {k: f"<{k}>" for k in stage.wildcards}
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_every_command_runs_its_stage_module_with_params_and_each_wildcard(name):
+    stage = STAGES[name]
+    argv = shlex.split(stage.command("cfg/p.yaml", _wc(stage)))
+    assert argv[:5] == ["python", "-m", f"sempos.stages.{name}", "--params", "cfg/p.yaml"]
+    assert argv[5:] == [t for k in stage.wildcards for t in (f"--{k}", f"<{k}>")]
+    assert (REPO / "src" / "sempos" / "stages" / f"{name}.py").exists()
+
+
+def test_commands_with_gpus_go_through_the_launcher():
+    cmd = STAGES["pretrain"].command("p.yaml", RUN, python="py", gpus=2)
+    assert cmd == ("py -m sempos.launch --gpus 2 -- py -m sempos.stages.pretrain --params p.yaml "
+                   "--ds fmnist --method simclr --seed 0")
+    assert STAGES["knn"].command("p.yaml", RUN) == "python -m sempos.stages.knn --params p.yaml --ds fmnist " \
+                                                   "--method simclr --seed 0"
+    assert STAGES["report"].command("p.yaml", {}) == "python -m sempos.stages.report --params p.yaml"
+
+
+def test_gpus_are_asked_for_by_heavy_stages_only(p):
+    q = {**p, "runtime": {**p["runtime"], "gpus_per_job": 2}}
+    assert {n: s.gpus(q) for n, s in STAGES.items() if s.gpus(q)} == \
+        {n: 2 for n in ("mine", "pretrain", "embed", "linear", "semisup", "detect")}
+    assert STAGES["pretrain"].gpus({**p, "runtime": {"threads": 1}}) == 0
+
+
+def test_representative_inputs_and_outputs(p):
+    sepp = {**RUN, "method": "simclr_sepp"}
+    assert STAGES["pretrain"].inputs(p, RUN) == ["data/prepared/fmnist.pt"]
+    assert STAGES["pretrain"].inputs(p, sepp) == ["data/prepared/fmnist.pt", "pairs/fmnist/simclr_sepp/seed0.csv"]
+    assert [fill(o, RUN) for o in STAGES["pretrain"].outputs] == [
+        "runs/fmnist/simclr/seed0/backbone.pt", "runs/fmnist/simclr/seed0/history.csv",
+        "runs/fmnist/simclr/seed0/positives.json"]
+    assert STAGES["mine"].inputs(p, sepp) == ["runs/fmnist/simclr/seed0/backbone.pt", "data/prepared/fmnist.pt"]
+    assert [fill(o, sepp) for o in STAGES["mine"].outputs] == ["pairs/fmnist/simclr_sepp/seed0.csv",
+                                                               "pairs/fmnist/simclr_sepp/seed0.json"]
+    heldout = {**RUN, "target": "fmnist_heldout"}
+    assert STAGES["transfer"].inputs(p, heldout) == ["features/fmnist/simclr/seed0/fmnist.pt"]
+    assert fill(STAGES["transfer"].outputs[0], heldout) == \
+        "results/transfer/fmnist_heldout/fmnist/simclr/seed0/metrics.json"
+    assert STAGES["knn"].inputs(p, RUN) == ["features/fmnist/simclr/seed0/fmnist.pt"]
+    assert STAGES["embed"].inputs(p, {**RUN, "target": "cifar10"}) == ["runs/fmnist/simclr/seed0/backbone.pt",
+                                                                      "data/prepared/cifar10.pt"]
+    assert fill(STAGES["semisup"].outputs[0], {**RUN, "frac": "10"}) == \
+        "results/semisup/fmnist/simclr/seed0/frac10/metrics.json"
+    assert fill(STAGES["download"].outputs[0], {"ds": "fmnist"}) == "data/raw/fmnist"  # a directory
+    assert pipeline.final_targets(p) == ["results/report.md", "results/tables", "results/plots"]
+
+
+def test_representative_params_sections(p):
+    assert STAGES["pretrain"].params(p, RUN) == ["backbone", "pretrain", "augment", "methods.simclr"]
+    assert STAGES["mine"].params(p, {**RUN, "method": "simclr_sepp"}) == ["methods.simclr_sepp.positives"]
+    assert STAGES["prepare"].params(p, {"ds": "fmnist"}) == ["data"]
+    assert STAGES["prepare"].params(p, {"ds": "cifar10"}) == []  # a transfer target: data.* is not its recipe
+    assert STAGES["knn"].params(p, RUN) == ["eval.knn"]
+
+
+def test_instances_follow_methods_seeds_and_sources(p):
+    runs = pipeline.runs(p)
+    assert len(runs) == len(p["methods"]) * len(p["seeds"]) and RUN in runs
+    mined = [r["method"] for r in STAGES["mine"].instances(p)]
+    assert mined and set(mined) == {m for m in p["methods"] if pipeline.is_mined(p, m)}
+    assert "simclr_sepp" in mined and "simclr" not in mined
+    assert pipeline._frac(10.0) == "10" and pipeline._frac(0.5) == "0.5"
+    assert pipeline.dataset_of_target("fmnist_heldout") == "fmnist"
+    report = STAGES["report"].inputs(p, {})
+    assert "results/knn/fmnist/simclr/seed0/metrics.json" in report
+    assert "pairs/fmnist/simclr_sepp/seed0.json" in report and "pairs/fmnist/simclr/seed0.json" not in report
+
+
+def test_dvc_entries_name_the_params_file_when_it_is_not_the_default(p):
+    entry = dvc_yaml(p, "cfg/p.yaml")["stages"]["knn-fmnist-simclr-seed0"]
+    assert entry["cmd"].split()[3:5] == ["--params", "cfg/p.yaml"]
+    assert entry["params"] == [{"cfg/p.yaml": ["eval.knn"]}]
+    assert entry["deps"][0] == "features/fmnist/simclr/seed0/fmnist.pt"
+    assert dvc_yaml(p)["stages"]["knn-fmnist-simclr-seed0"]["params"] == ["eval.knn"]
+    assert instance_name(STAGES["semisup"], {**RUN, "frac": "1"}) == "semisup-fmnist-simclr-seed0-1"
+    assert instance_name(STAGES["report"], {}) == "report"
+
+
+def test_snakemake_rules_take_the_command_from_the_table(monkeypatch):
+    view = pipeline.SnakemakeView({"runtime": {"threads": 3, "gpus_per_job": 0}}, "p.yaml")
+    shell = shlex.split(view.shell("knn"))
+    import sys
+
+    assert shell[0] == sys.executable  # the interpreter running Snakemake, not whatever `python` is on PATH
+    assert shell[1:] == ["-m", "sempos.stages.knn", "--params", "{params.file}", "--ds", "{wildcards.ds}",
+                         "--method", "{wildcards.method}", "--seed", "{wildcards.seed}"]
+    assert view.threads("pretrain") == 3 and view.threads("knn") == 1
+    gpu = pipeline.SnakemakeView({"runtime": {"threads": 1, "gpus_per_job": 1}}, "p.yaml")
+    assert "-m sempos.launch --gpus {resources.gpu} --" in gpu.shell("pretrain")
+    monkeypatch.setitem(pipeline.RULE_FILES, "eval", ("embed",))
+    with pytest.raises(RuntimeError, match="knn"):
+        pipeline.render_smk()
+
+
+def test_snakemake_view_reads_inputs_outputs_and_param_sections_from_the_table(p):
+    import json
+
+    class Wildcards(dict):
+        pass
+
+    view = pipeline.SnakemakeView(p, "params.yaml")
+    wc = Wildcards({**RUN, "method": "simclr_sepp"})
+    assert view.input("pretrain")(wc) == ["data/prepared/fmnist.pt", "pairs/fmnist/simclr_sepp/seed0.csv"]
+    sections = json.loads(view.sections("mine")(wc))
+    assert sections == {"methods.simclr_sepp.positives": p["methods"]["simclr_sepp"]["positives"]}
+    assert json.loads(view.sections("knn")(Wildcards(RUN))) == {"eval.knn": p["eval"]["knn"]}
+    outs = view.output("report")
+    assert outs[0] == "results/report.md" and [str(o) for o in outs[1:]] == ["results/tables", "results/plots"]
+    assert getattr(outs[1], "flags", {}).get("directory")  # Snakemake's directory() marks the folders
+    assert view.output("knn") == ["results/knn/{ds}/{method}/seed{seed}/metrics.json"]
+    assert not getattr(view.output("knn")[0], "flags", {}).get("directory")  # a file, not a folder
+    # Sections are dumped with sorted keys, so the rule's params string is stable across runs.
+    scrambled = {**p, "data": dict(reversed(list(p["data"].items())))}
+    text = pipeline.SnakemakeView(scrambled, "params.yaml").sections("prepare")(Wildcards({"ds": "fmnist"}))
+    assert text == json.dumps({"data": p["data"]}, sort_keys=True)
+
+
+def test_snakemake_params_file_is_params_yaml_itself_or_one_merged_copy(tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    from sempos.config import digest
+
+    config = {"b": {"c": [1, 2]}, "a": 1}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(config))
+    assert pipeline.snakemake_params_file(config) == "params.yaml"
+    merged = {**config, "a": 2}
+    path = pipeline.snakemake_params_file(merged)
+    assert path == f".sempos/params-{digest(merged)}.yaml"
+    assert Path(path).read_text() == "b:\n  c:\n  - 1\n  - 2\na: 2\n"  # the config's own key order
+    assert pipeline.snakemake_params_file(merged) == path  # the same config, the same file
+    assert pipeline.snakemake_params_file(config, default="missing.yaml") != "missing.yaml"
+
+
+def test_cli_writes_dvc_yaml_rule_files_and_the_stage_list(tmp_path, p):
+    import yaml
+
+    assert pipeline.main(["dvc", "--params", str(REPO / "params.yaml"), "-o", str(tmp_path / "dvc.yaml")]) == 0
+    text = (tmp_path / "dvc.yaml").read_text()
+    assert text.startswith("# GENERATED") and yaml.safe_load(text) == dvc_yaml(p, str(REPO / "params.yaml"))
+    (tmp_path / "rules").mkdir()
+    assert pipeline.main(["smk", "-o", str(tmp_path / "rules")]) == 0
+    assert sorted(f.name for f in (tmp_path / "rules").iterdir()) == sorted(f"{n}.smk" for n in pipeline.RULE_FILES)
+    assert (tmp_path / "rules" / "eval.smk").read_text() == pipeline.render_smk()["eval"]
+    assert pipeline.main(["stages", "--params", str(REPO / "params.yaml"), "-o", str(tmp_path / "s.txt")]) == 0
+    names = (tmp_path / "s.txt").read_text().splitlines()
+    assert names == [instance_name(s, wc) for s in STAGES.values() for wc in s.instances(p)]
+    over = tmp_path / "over.yaml"
+    over.write_text(yaml.safe_dump({"seeds": [0, 1]}))
+    pipeline.main(["stages", "--params", str(REPO / "params.yaml"), "--configfile", str(over),
+                   "-o", str(tmp_path / "s2.txt")])
+    assert "pretrain-fmnist-simclr-seed1" in (tmp_path / "s2.txt").read_text().split()
+
+
+def test_cli_prints_to_stdout_without_an_output_file(capsys, p):
+    assert pipeline.main(["stages", "--params", str(REPO / "params.yaml")]) == 0
+    assert capsys.readouterr().out.splitlines() == [instance_name(s, wc) for s in STAGES.values() for wc in s.instances(p)]
+
+
+def test_cli_defaults_to_params_yaml_and_workflow_rules_and_rejects_unknown_commands(tmp_path, monkeypatch, p):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "workflow" / "rules").mkdir(parents=True)
+    assert pipeline.main(["smk"]) == 0 and (tmp_path / "workflow/rules/eval.smk").exists()
+    assert pipeline.main(["stages", "-o", "s.txt"]) == 0  # --params defaults to ./params.yaml
+    assert (tmp_path / "s.txt").read_text().split() == [instance_name(s, wc) for s in STAGES.values()
+                                                       for wc in s.instances(p)]
+    with pytest.raises(SystemExit):
+        pipeline.main(["render"])
