@@ -8,7 +8,7 @@ STAMP := $(VENV)/.sempos-installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CORES ?= 2
 
-.PHONY: setup data-prereqs reproduce test test-fast bench mutation dvc-yaml lint clean-results detectron2
+.PHONY: setup data-prereqs reproduce test test-fast bench mutation dvc-yaml lint clean-results detectron2 gpu-wheels gpu-check
 
 setup: $(STAMP) data-prereqs
 
@@ -67,6 +67,18 @@ mutation: setup
 	nice -n $(NICE) $(VENV)/bin/mutmut run --max-children $(CORES) $(MUTANTS)
 	$(VENV)/bin/mutmut results --all true | $(PY) tools/mutation_summary.py > mutants/summary.md
 	cat mutants/summary.md
+
+# The GPU check (bench/gpu_check.py; docs/results.md "GPU check"). Here, where pip works: `make gpu-wheels`
+# stages .gpu-wheels/ and .gpu-data/. On the GPU machine (its own python3, no venv, no internet):
+# `make gpu-check GPU_CHECK_ARGS="--copy-to $$OUT"` with those two folders carried.
+GPU_PYTHON ?= python3
+GPU_CHECK_ARGS ?=
+
+gpu-wheels: setup
+	$(PY) bench/gpu_wheels.py
+
+gpu-check:
+	$(GPU_PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 dvc-yaml: setup
 	$(PY) -m sempos.pipeline dvc -o dvc.yaml

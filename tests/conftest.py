@@ -40,6 +40,23 @@ def prepared():
     return fake_prepared()
 
 
+CUDA_TESTS_ON_CPU = "SEMPOS_CUDA_TESTS_ON_CPU"
+
+
+@pytest.fixture
+def cuda_device() -> torch.device:
+    """The device of a test marked `cuda`: the GPU, or a skip without one.
+
+    With SEMPOS_CUDA_TESTS_ON_CPU=1 the same tests run on the CPU (CPU bf16 autocast for the precision
+    checks), so they cannot rot between GPU windows (bench/gpu_check.py --cpu --tiny sets it).
+    """
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if os.environ.get(CUDA_TESTS_ON_CPU) == "1":
+        return torch.device("cpu")
+    pytest.skip("needs CUDA")
+
+
 def tiny_settings(algo: str = "simclr", epochs: int = 2, **hp) -> dict:
     return {
         "name": f"tiny_{algo}", "algo": algo, "hp": {"algo": algo, **hp},

@@ -279,12 +279,15 @@ class Trainer:
             logs: list[dict[str, torch.Tensor]] = list(self._resumed_logs) if first else []
             if self.encoded:
                 self._views = self.view_stream(epoch, pairs, first)
+            # _step's copy, on the device once per epoch: a per-step copy of a pageable CPU slice makes the host
+            # wait for the GPU (the view stream decodes from the CPU copy).
+            step_pairs = pairs.to(self.rt.device)
             bar = tqdm(range(first, self.steps_per_epoch), disable=not self.rt.progress,
                        desc=f"{self.job.settings['name']} ep{epoch}", leave=False)
             for step in bar:
                 if self.job.on_step:
                     self.job.on_step(epoch, step)
-                logs.append(self._step(epoch, step, pairs))
+                logs.append(self._step(epoch, step, step_pairs))
                 if every and (step + 1) % every == 0 and step + 1 < self.steps_per_epoch and dist.is_main():
                     save_torch(self._state(epoch - 1, step + 1, logs), self.job.run_dir / CHECKPOINT)
             self._views = None

@@ -100,6 +100,7 @@ def test_topk_rejects_bad_input():
         blocked_topk(torch.eye(5), 2, block_q=0)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_topk_on_cuda_matches_cpu():
     emb = rand_emb(3000, 64, seed=3)
