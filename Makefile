@@ -80,6 +80,11 @@ gpu-wheels: setup
 gpu-check:
 	$(GPU_PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
+# Undefined names, unused imports/variables and syntax errors (ruff's pyflakes rules, pyproject [tool.ruff]).
+lint: setup
+	$(PY) -m pip install --quiet -e '.[lint]'
+	$(PY) -m ruff check src tests bench tools
+
 dvc-yaml: setup
 	$(PY) -m sempos.pipeline dvc -o dvc.yaml
 	$(PY) -m sempos.pipeline smk

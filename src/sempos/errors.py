@@ -9,6 +9,13 @@ class ConfigError(SemposError):
     pass
 
 
+class InvalidValueError(SemposError, ValueError):
+    """A value the computation cannot use (a shape, a size, an empty list, a choice), named with what sets it.
+
+    Also a ValueError, so library callers can catch it as one. Violations of sempos's own invariants (a bug)
+    stay RuntimeError/assert: their traceback is the useful report."""
+
+
 class DatasetError(SemposError):
     pass
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .errors import InvalidValueError
+
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float,
             neg_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -58,7 +60,7 @@ def multi_positive_infonce(q: torch.Tensor, keys: torch.Tensor, queue: torch.Ten
     q = F.normalize(q, dim=1)
     keys = F.normalize(keys, dim=1)
     if pos_mask.shape != (q.shape[0], keys.shape[0]):
-        raise ValueError(f"pos_mask must be [{q.shape[0]}, {keys.shape[0]}], got {tuple(pos_mask.shape)}")
+        raise InvalidValueError(f"pos_mask must be [{q.shape[0]}, {keys.shape[0]}], got {tuple(pos_mask.shape)}")
     batch = q @ keys.t()
     if not batch_negatives:
         batch = batch.masked_fill(~pos_mask, float("-inf"))

@@ -14,13 +14,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import dist
+from .errors import InvalidValueError
 
 
 class MemoryBank(nn.Module):
     def __init__(self, size: int, dim: int, scope: str = "global") -> None:
         super().__init__()
         if scope not in ("global", "per_gpu"):
-            raise ValueError(f"bank scope must be 'global' or 'per_gpu', not {scope!r}")
+            raise InvalidValueError(f"methods.<method>.bank_scope must be 'global' or 'per_gpu', not {scope!r}")
         self.scope = scope
         self.register_buffer("bank", F.normalize(torch.randn(size, dim), dim=1))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))

@@ -27,8 +27,15 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from ..errors import DatasetError, SemposError
-from .jpeg import CropSpec, as_tensor, crop_boxes, crop_resize, decode_rgb, resize_center_crop
+from ..errors import DatasetError, InvalidValueError, SemposError
+from .jpeg import (
+    CropSpec,
+    as_tensor,
+    crop_boxes,
+    crop_resize,
+    decode_rgb,
+    resize_center_crop,
+)
 from .shards import ShardImages, ShardTable
 
 
@@ -58,7 +65,7 @@ def configure(workers: int | str | None = None, decode: str | None = None, prefe
         SETTINGS.workers = workers
     if decode is not None:
         if decode not in ("auto", "cpu", "device"):
-            raise ValueError(f"runtime.decode must be auto, cpu or device, not {decode!r}")
+            raise InvalidValueError(f"runtime.decode must be auto, cpu or device, not {decode!r}")
         SETTINGS.decode = decode
     if prefetch is not None:
         SETTINGS.prefetch = max(1, int(prefetch))

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ..augment import Normalizer, eval_batch
 from ..data.shards import is_encoded
+from ..errors import InvalidValueError
 from ..progress import bar
 
 
@@ -61,4 +62,4 @@ def _match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     if x.shape[1] == 3 and channels == 1:
         w = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
         return (x * w).sum(1, keepdim=True)
-    raise ValueError(f"cannot feed {x.shape[1]}-channel images to a {channels}-channel backbone")
+    raise InvalidValueError(f"cannot feed {x.shape[1]}-channel images to a {channels}-channel backbone")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidValueError
+
 METRICS = ("top1", "mean_per_class", "voc07_map")
 
 
@@ -27,12 +29,12 @@ def voc07_11point_ap(scores: np.ndarray, targets: np.ndarray) -> float:
     scores = np.asarray(scores, dtype=np.float64).ravel()
     targets = np.asarray(targets).ravel()
     if scores.shape != targets.shape:
-        raise ValueError(f"scores {scores.shape} and targets {targets.shape} differ in shape")
+        raise InvalidValueError(f"scores {scores.shape} and targets {targets.shape} differ in shape")
     keep = targets != -1
     scores, positive = scores[keep], targets[keep] == 1
     n_pos = int(positive.sum())
     if n_pos == 0:
-        raise ValueError("AP is undefined for a class without positive (non-difficult) images")
+        raise InvalidValueError("AP is undefined for a class without positive (non-difficult) images")
     # Stable descending sort: tied scores keep their input order, as the devkit's sort does in practice.
     order = np.argsort(-scores, kind="stable")
     tp = np.cumsum(positive[order])
@@ -55,14 +57,14 @@ def voc07_11point_map(scores: np.ndarray, targets: np.ndarray) -> float:
     """
     scores, targets = np.asarray(scores), np.asarray(targets)
     if scores.ndim != 2 or scores.shape != targets.shape:
-        raise ValueError(f"scores and targets must both be [N, C]; got {scores.shape} and {targets.shape}")
+        raise InvalidValueError(f"scores and targets must both be [N, C]; got {scores.shape} and {targets.shape}")
     bad = set(np.unique(targets).tolist()) - {-1, 0, 1}
     if bad:
-        raise ValueError(f"targets must hold 1 (positive), 0 (negative) or -1 (difficult); found {sorted(bad)}")
+        raise InvalidValueError(f"targets must hold 1 (positive), 0 (negative) or -1 (difficult); found {sorted(bad)}")
     aps = [voc07_11point_ap(scores[:, c], targets[:, c]) for c in range(scores.shape[1])
            if (targets[:, c] == 1).any()]
     if not aps:
-        raise ValueError("no class has a positive image: mAP is undefined")
+        raise InvalidValueError("no class has a positive image: mAP is undefined")
     return 100.0 * float(np.mean(aps))
 
 
@@ -78,4 +80,4 @@ def transfer_score(metric: str, targets: np.ndarray, scores: np.ndarray) -> floa
         return float((pred == targets).mean() * 100)
     if metric == "mean_per_class":
         return mean_per_class_accuracy(targets, pred)
-    raise ValueError(f"unknown transfer metric '{metric}'; choose one of {METRICS}")
+    raise InvalidValueError(f"unknown transfer metric '{metric}'; choose one of {METRICS}")

@@ -17,7 +17,7 @@ from typing import Mapping
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InvalidValueError
 from ..io import save_text
 from .topk import blocked_topk
 
@@ -93,7 +93,7 @@ def spps_from_topk(sims: torch.Tensor, idx: torch.Tensor, cfg: SamplerConfig):
     Pairs come out ordered by anchor, then by neighbour rank (symmetrized additions after them).
     """
     if sims.shape != idx.shape or idx.ndim != 2:
-        raise ValueError(f"sims {tuple(sims.shape)} and idx {tuple(idx.shape)} must both be [N, K]")
+        raise InvalidValueError(f"sims {tuple(sims.shape)} and idx {tuple(idx.shape)} must both be [N, K]")
     n, k_avail = idx.shape
     if cfg.k > k_avail:
         raise ConfigError(f"sampler k={cfg.k} exceeds the {k_avail} neighbours computed")
@@ -246,7 +246,7 @@ def pairs_csv(pairs: torch.Tensor, cos: torch.Tensor | None = None) -> str:
     pairs = torch.as_tensor(pairs).long().view(-1, 2)
     cos = torch.full((len(pairs),), float("nan")) if cos is None else torch.as_tensor(cos).flatten()
     if len(cos) != len(pairs):
-        raise ValueError(f"{len(pairs)} pairs but {len(cos)} cosines")
+        raise InvalidValueError(f"{len(pairs)} pairs but {len(cos)} cosines")
     buf = io.StringIO()
     buf.write("i,j,cos\n")
     buf.writelines(f"{a},{b},{'nan' if math.isnan(c) else f'{c:.6f}'}\n"

@@ -12,6 +12,7 @@ import operator
 
 import torch
 
+from ..errors import InvalidValueError
 from ..progress import bar
 
 HALF = (torch.float16, torch.bfloat16)
@@ -21,7 +22,8 @@ _MM_OUT_DTYPE = True  # whether torch.mm(..., out_dtype=float32) works here (CUD
 def _device_of(emb: torch.Tensor, device) -> torch.device:
     dev = torch.device(device) if device is not None else emb.device
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("top-K was asked to run on CUDA, but no CUDA device is available; pass device='cpu'")
+        raise InvalidValueError("top-K was asked to run on CUDA, but no CUDA device is available; set "
+                                 "runtime.device: cpu (or auto)")
     return dev
 
 
@@ -36,7 +38,8 @@ def check_rows(emb: torch.Tensor, chunk: int, normalize: bool) -> torch.Tensor |
     for s in range(0, emb.shape[0], chunk):
         rows = emb[s:s + chunk]
         if not bool(torch.isfinite(rows).all()):
-            raise ValueError("embeddings contain NaN or inf (a diverged backbone?); cannot rank neighbours")
+            raise InvalidValueError("embeddings contain NaN or inf (a diverged sampler backbone?); cannot rank "
+                                     "neighbours: check the sampler's history.csv and retrain it (lower pretrain.lr)")
         if inv is not None:
             inv[s:s + chunk] = rows.float().norm(dim=1).clamp_min(1e-12).reciprocal()
     return inv
@@ -77,20 +80,20 @@ def blocked_topk(emb: torch.Tensor, k: int, block_q: int = 4096, block_k: int = 
     """
     if not isinstance(emb, torch.Tensor) or emb.ndim != 2 or emb.shape[0] == 0 or emb.shape[1] == 0:
         shape = tuple(emb.shape) if isinstance(emb, torch.Tensor) else type(emb).__name__
-        raise ValueError(f"embeddings must be a non-empty [N, D] tensor, got {shape}")
+        raise InvalidValueError(f"embeddings must be a non-empty [N, D] tensor, got {shape}")
     if not emb.is_floating_point():
-        raise ValueError(f"embeddings must be floating point, got {emb.dtype}")
+        raise InvalidValueError(f"embeddings must be floating point, got {emb.dtype}")
     n = emb.shape[0]
     limit = n - 1 if exclude_self else n
     try:
         k = operator.index(k)  # ints from numpy/YAML are fine; 2.5 or "5" are not
     except TypeError:
-        raise ValueError(f"k must be an integer, got {k!r}") from None
+        raise InvalidValueError(f"k must be an integer, got {k!r}") from None
     if not 1 <= k <= limit:
-        raise ValueError(f"k={k} must be between 1 and {limit} for {n} items"
+        raise InvalidValueError(f"k={k} must be between 1 and {limit} for {n} items"
                          + (" (an item is not its own neighbour, so k < N)" if exclude_self else ""))
     if block_q < 1 or block_k < 1:
-        raise ValueError(f"block sizes must be positive, got block_q={block_q}, block_k={block_k}")
+        raise InvalidValueError(f"block sizes must be positive, got block_q={block_q}, block_k={block_k}")
     with torch.no_grad():
         dev = _device_of(emb, device)
         emb = emb.to(dev)

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from ..errors import InvalidValueError
+
 
 class ResNet(nn.Module):
     def __init__(self, block, layers, width: int = 64, in_channels: int = 3, cifar_stem: bool = False):
@@ -72,4 +74,4 @@ def build_backbone(arch: str, width: int = 64, in_channels: int = 3, image_size:
         return ResNet(BasicBlock, [2, 2, 2, 2], width, in_channels, cifar_stem=False)
     if arch == "resnet50":
         return ResNet(Bottleneck, [3, 4, 6, 3], width, in_channels, cifar_stem=False)
-    raise ValueError(f"unknown backbone arch '{arch}'; choose resnet18_cifar, resnet18, resnet50 or vit_small")
+    raise InvalidValueError(f"backbone.arch '{arch}' is unknown; choose resnet18_cifar, resnet18, resnet50 or vit_small")

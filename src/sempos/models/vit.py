@@ -16,11 +16,13 @@ import torch
 from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer
 
+from ..errors import InvalidValueError
+
 
 def sincos_2d(grid: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
     """[grid*grid, dim] position code of a row-major patch grid: sin/cos of the column, then of the row."""
     if dim % 4:
-        raise ValueError(f"the 2-D sin-cos position embedding needs a width divisible by 4, not {dim}")
+        raise InvalidValueError(f"the 2-D sin-cos position embedding needs a width divisible by 4, not {dim}")
     quarter = dim // 4
     omega = 1.0 / temperature ** (torch.arange(quarter, dtype=torch.float32) / quarter)
     rows, cols = torch.meshgrid(torch.arange(grid, dtype=torch.float32), torch.arange(grid, dtype=torch.float32),
@@ -35,7 +37,8 @@ class ViT(nn.Module):
                  depth: int = 12, heads: int = 12, mlp_ratio: int = 4, frozen_patch_embed: bool = False) -> None:
         super().__init__()
         if image_size % patch_size:
-            raise ValueError(f"image size {image_size} is not a multiple of patch size {patch_size}")
+            raise InvalidValueError(f"vit_small: the image size {image_size} (the dataset's, or data.image_size) is not a "
+                                    f"multiple of backbone.patch_size {patch_size}; choose sizes that divide")
         self.vit = VisionTransformer(image_size=image_size, patch_size=patch_size, num_layers=depth,
                                      num_heads=heads, hidden_dim=hidden_dim, mlp_dim=mlp_ratio * hidden_dim)
         self.vit.heads = nn.Identity()

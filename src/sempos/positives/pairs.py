@@ -19,6 +19,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from ..errors import InvalidValueError
+
 
 @runtime_checkable
 class EpochPairs(Protocol):
@@ -34,7 +36,7 @@ def epoch_generator(seed: int, epoch: int, salt: int = 0) -> torch.Generator:
 def _as_pairs(pairs, what: str) -> torch.Tensor:
     pairs = torch.as_tensor(pairs)
     if pairs.is_floating_point() or pairs.ndim != 2 or pairs.shape[1] != 2:
-        raise ValueError(f"{what} must be an [M, 2] integer tensor of image ids, got {pairs.dtype} "
+        raise InvalidValueError(f"{what} must be an [M, 2] integer tensor of image ids, got {pairs.dtype} "
                          f"{tuple(pairs.shape)}")
     return pairs.long()
 
@@ -55,10 +57,10 @@ class PairSource:
                  equal_steps: bool = False, epoch_extra: EpochPairs | None = None,
                  pairs_per_epoch: int | None = None) -> None:
         if mix not in ("add", "replace"):
-            raise ValueError(f"mix must be 'add' or 'replace', not {mix!r}")
+            raise InvalidValueError(f"mix must be 'add' or 'replace', not {mix!r}")
         base_idx = torch.as_tensor(base_idx)
         if base_idx.ndim != 1 or base_idx.is_floating_point():
-            raise ValueError(f"base_idx must be a 1-D integer tensor of image ids, got {base_idx.dtype} "
+            raise InvalidValueError(f"base_idx must be a 1-D integer tensor of image ids, got {base_idx.dtype} "
                              f"{tuple(base_idx.shape)}")
         if epoch_extra is not None and not isinstance(epoch_extra, EpochPairs):
             raise TypeError(f"epoch_extra needs __len__ and for_epoch(seed, epoch), got {type(epoch_extra).__name__}")
@@ -66,26 +68,26 @@ class PairSource:
         self.equal_steps = bool(equal_steps)
         self.epoch_extra = epoch_extra
         if self.equal_steps and self.base_len == 0:
-            raise ValueError("equal_steps needs a non-empty base_idx: it sets the number of pairs per epoch")
+            raise InvalidValueError("equal_steps needs a non-empty base_idx: it sets the number of pairs per epoch")
         if pairs_per_epoch is not None:
             if self.equal_steps:
-                raise ValueError("pass equal_steps or pairs_per_epoch, not both (equal_steps is "
+                raise InvalidValueError("pass equal_steps or pairs_per_epoch, not both (equal_steps is "
                                  "pairs_per_epoch=len(base_idx))")
             if isinstance(pairs_per_epoch, bool) or int(pairs_per_epoch) != pairs_per_epoch or pairs_per_epoch < 1:
-                raise ValueError(f"pairs_per_epoch must be a positive integer, got {pairs_per_epoch!r}")
+                raise InvalidValueError(f"pairs_per_epoch must be a positive integer, got {pairs_per_epoch!r}")
         # The fixed number of pairs each epoch draws from the combined list (None: the whole list once).
         self.drawn = self.base_len if self.equal_steps else (None if pairs_per_epoch is None else int(pairs_per_epoch))
         aug = torch.stack([base_idx, base_idx], 1).long()
         extra = None if extra is None else _as_pairs(extra, "extra")
         has_extra = (extra is not None and len(extra) > 0) or (epoch_extra is not None and len(epoch_extra) > 0)
         if mix == "replace" and not has_extra:
-            raise ValueError("mix 'replace' needs a non-empty pair list")
+            raise InvalidValueError("mix 'replace' needs a non-empty pair list")
         parts = [] if mix == "replace" else [aug]
         if extra is not None and len(extra):
             parts.append(extra)
         self.fixed = torch.cat(parts) if parts else torch.empty(0, 2, dtype=torch.long)
         if len(self.fixed) + (len(epoch_extra) if epoch_extra is not None else 0) == 0:
-            raise ValueError("the pair list is empty: no pretraining images and no extra pairs")
+            raise InvalidValueError("the pair list is empty: no pretraining images and no extra pairs")
 
     def _all(self, seed: int, epoch: int) -> torch.Tensor:
         if self.epoch_extra is None:
@@ -93,7 +95,7 @@ class PairSource:
         fresh = _as_pairs(self.epoch_extra.for_epoch(seed, epoch), "epoch_extra.for_epoch(...)")
         if len(fresh) != len(self.epoch_extra):
             # The trainer sizes an epoch from len(self); a source that changes size would desynchronise it.
-            raise ValueError(f"epoch_extra gave {len(fresh)} pairs for epoch {epoch} but reports "
+            raise InvalidValueError(f"epoch_extra gave {len(fresh)} pairs for epoch {epoch} but reports "
                              f"len() = {len(self.epoch_extra)}")
         return torch.cat([self.fixed, fresh])
 

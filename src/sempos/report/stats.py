@@ -17,6 +17,8 @@ from typing import Iterable, Mapping
 
 from scipy.stats import t as _student_t
 
+from ..errors import InvalidValueError
+
 LEVEL = 0.95
 ZERO_MARK = "(CI ∋ 0)"
 NO_CI = "no CI"
@@ -25,9 +27,9 @@ NO_CI = "no CI"
 def t_quantile(p: float, df: int) -> float:
     """The p-quantile of Student's t with df degrees of freedom (t_{0.975, 2} = 4.303)."""
     if not 0 < p < 1:
-        raise ValueError(f"p must lie in (0, 1), got {p}")
+        raise InvalidValueError(f"p must lie in (0, 1), got {p}")
     if df < 1:
-        raise ValueError(f"Student's t needs df >= 1, got {df}")
+        raise InvalidValueError(f"Student's t needs df >= 1, got {df}")
     return float(_student_t.ppf(p, df))
 
 

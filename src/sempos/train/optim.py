@@ -7,6 +7,8 @@ from typing import Iterable, Mapping
 
 import torch
 
+from ..errors import InvalidValueError
+
 
 class LARS(torch.optim.Optimizer):
     """LARS (You et al. 2017) as in SimCLR/MoCo-v3: 1-D parameters (BN, biases) skip wd and adaptation."""
@@ -59,7 +61,7 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: Mapping) -> torch
         return LARS(params, lr=lr, momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
     if kind == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=cfg["weight_decay"], **fast)
-    raise ValueError(f"unknown optimizer {kind}")
+    raise InvalidValueError(f"pretrain.optimizer '{kind}' is unknown; choose sgd, lars or adamw")
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
