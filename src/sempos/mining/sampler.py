@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 EMB_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+# The one default of positives.dup_threshold (mined pairs and the S pair set alike): near-duplicates are
+# cos > 0.99 (docs/science.md §1.2).
+DUP_THRESHOLD = 0.99
+
+
 @dataclass(frozen=True)
 class SamplerConfig:
     """The sampler's settings; docs/science.md's defaults (K 5, theta off, near-duplicates cos > 0.99)."""
@@ -33,7 +38,7 @@ class SamplerConfig:
     threshold: float | None = None      # keep (i, j) only if cos >= threshold; None = off
     mutual: bool = False                # keep (i, j) only if i is also among j's k nearest (mutual_knn_only)
     symmetrize: bool = False            # also add (j, i) for every kept (i, j)
-    dup_threshold: float | None = 0.99  # drop near-duplicates, cos > dup_threshold; None = off
+    dup_threshold: float | None = DUP_THRESHOLD  # drop near-duplicates, cos > dup_threshold; None = off
     dedupe: bool = True                 # drop repeated (i, j) (symmetrize re-adds pairs found from both ends)
     k_max: int = 0                      # neighbours computed for the precision-vs-K table (0 = k)
     block: int = 4096                   # query block of the top-K (key blocks are max(block, 16384))

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..mining.sampler import DUP_THRESHOLD
 from ..mining.sampler import pair_precision as _pair_precision
 
 
@@ -125,7 +126,7 @@ def class_counts(pairs: torch.Tensor, labels: torch.Tensor) -> dict[int, int]:
 
 
 def build_S(labels, pool, pairs_per_class: int, seed: int, features: torch.Tensor | None = None,
-            dup_threshold: float | None = 0.95, *, classes=None) -> torch.Tensor:
+            dup_threshold: float | None = DUP_THRESHOLD, *, classes=None) -> torch.Tensor:
     """Same-class, image-disjoint pairs, `pairs_per_class` per class, near-duplicates rejected.
 
     `classes` restricts the set to a class subset (docs/science.md's K_c); by default every class of the pool.

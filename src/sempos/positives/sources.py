@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from . import pairsets
 from .partners import PartnerIndex
-from ..mining.sampler import pair_precision, read_pairs
+from ..mining.sampler import DUP_THRESHOLD, pair_precision, read_pairs
 from .pairs import PairSource
 
 DEFAULTS = {"source": "augment", "mix": "add", "variant": "P", "mask_partners": False, "equal_steps": False,
-            "count": 0, "pairs_per_class": 100, "dup_threshold": 0.95, "match_steps": None}
+            "count": 0, "pairs_per_class": 100, "dup_threshold": DUP_THRESHOLD, "match_steps": None}
 MINED_SOURCES = ("mined", "study_m")
 STUDY_SOURCES = ("study_s", "study_a", "study_a2", "study_m")
 

@@ -19,9 +19,9 @@ def body(params, args):
         raise ConfigError(f"methods.{args.method}.positives.source is {cfg['source']}, not mined: nothing to mine")
     rt = resolve(params["runtime"])
     data = load_prepared(args.inputs["prepared"])
-    # Near-duplicates for the sampler are cos > 0.99 unless the entry sets its own dup_threshold.
-    sampler = {"dup_threshold": 0.99, **{k: v for k, v in (settings["hp"].get("positives") or {}).items()}}
-    pairs, cos, diag = mine(Path(args.inputs["backbone"]), data, sampler, rt.device, k_max=int(cfg.get("k_max") or 0))
+    # cfg: the entry's positives over the one set of defaults (sources.DEFAULTS, dup_threshold included);
+    # the sampler reads its own keys from it.
+    pairs, cos, diag = mine(Path(args.inputs["backbone"]), data, cfg, rt.device, k_max=int(cfg.get("k_max") or 0))
     diag.update({"method": args.method, "from": cfg["from"], "seed": int(args.seed)})
     diag["sha256"] = write_pairs(Path(args.outputs["pairs"]), pairs, cos)
     save_json(diag, args.outputs["diagnostics"])

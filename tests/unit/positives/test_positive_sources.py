@@ -208,3 +208,16 @@ def test_study_table_relative_gain_paired_difference_and_ablation_rows():
     assert t.loc[("simclr", "jitter_p=0.0", "linear top1"), "S − A"] == "+3.00 (n=1, no CI)"
     s_knn = long[(long["set"] == "S") & (long["metric"] == "knn top1") & (long["augmentation"] == "full pipeline")]
     assert s_knn.iloc[0]["mean"] == 51.0 and s_knn.iloc[0]["n"] == 2
+
+
+def test_dup_threshold_has_one_default():
+    import inspect
+
+    from sempos.mining.sampler import DUP_THRESHOLD, SamplerConfig
+    from sempos.positives import pairsets
+    from sempos.positives.sources import DEFAULTS
+
+    build_s = inspect.signature(pairsets.build_S).parameters["dup_threshold"].default
+    assert DEFAULTS["dup_threshold"] == SamplerConfig().dup_threshold == build_s == DUP_THRESHOLD == 0.99
+    # The mine stage passes the merged positives settings: no entry-level override means the default.
+    assert SamplerConfig.from_cfg({"source": "mined", **DEFAULTS}).dup_threshold == DUP_THRESHOLD
