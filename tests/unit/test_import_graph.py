@@ -86,3 +86,9 @@ def test_the_graph_sees_relative_and_submodule_imports():
 def test_src_has_no_import_circle():
     cycle = find_cycle(graph())
     assert cycle is None, "import circle: " + " -> ".join(cycle)
+
+
+def test_no_empty_source_file():
+    # DVC warns once per empty dependency file on every command (`'.../__init__.py' is empty`).
+    empty = [str(p.relative_to(PACKAGE_DIR)) for p in PACKAGE_DIR.rglob("*.py") if p.stat().st_size == 0]
+    assert not empty, f"empty source files (DVC warns about each): {empty}"

@@ -1,0 +1,1 @@
+"""SSL algorithms behind one hook contract (base.Algorithm), looked up by name (registry)."""

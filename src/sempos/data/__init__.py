@@ -1,0 +1,1 @@
+"""Datasets: the catalog, verified downloads, prepare, JPEG shards and the streaming loader."""

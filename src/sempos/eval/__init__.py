@@ -1,0 +1,1 @@
+"""Evaluation: features, kNN, linear probe, transfer, semi-supervised fine-tuning."""

@@ -1,0 +1,1 @@
+"""Backbones (ResNet, ViT) and backbone checkpoints."""

@@ -1,0 +1,1 @@
+"""The shared trainer, optimisers and learning-rate schedules."""
