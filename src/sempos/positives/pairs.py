@@ -15,6 +15,7 @@ The order is a pure function of (seed, epoch), so a resumed run sees exactly the
 
 from __future__ import annotations
 
+import hashlib
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -98,6 +99,15 @@ class PairSource:
             raise InvalidValueError(f"epoch_extra gave {len(fresh)} pairs for epoch {epoch} but reports "
                              f"len() = {len(self.epoch_extra)}")
         return torch.cat([self.fixed, fresh])
+
+    def content_digest(self) -> str:
+        """sha256 of what the pair list is: the fixed pairs, how many an epoch draws, the epoch source's kind
+        and size. A checkpoint is resumed only by a run with the same digest (same settings can still mean
+        other pairs: a re-mined pair file)."""
+        h = hashlib.sha256(self.fixed.numpy().astype("int64").tobytes())
+        extra = (type(self.epoch_extra).__name__, len(self.epoch_extra)) if self.epoch_extra is not None else None
+        h.update(repr((self.drawn, self.equal_steps, extra)).encode())
+        return h.hexdigest()
 
     def __len__(self) -> int:
         if self.drawn is not None:

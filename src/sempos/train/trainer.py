@@ -124,8 +124,11 @@ class Trainer:
         self.steps_per_epoch = len(self.pairs) // self.batch  # drop_last: every batch is full
         self.total_steps = self.steps_per_epoch * self.cfg["epochs"]
         self.base_lr = self.cfg["lr"] * self.cfg["batch_size"] / 256
+        # Settings alone do not identify a run: a re-mined pair file or a rebuilt dataset under the same settings
+        # must not resume (and so silently reproduce) the previous run's finished checkpoint.
         self.fingerprint = digest({k: s[k] for k in ("algo", "hp", "pretrain", "augment", "backbone")}
-                                  | {"seed": job.seed, "pairs": len(self.pairs)})
+                                  | {"seed": job.seed, "pairs": self.pairs.content_digest(),
+                                     "data": data.get("content_sha256")})
         self.history: list[dict] = []
         self.start_epoch = 0
         self.start_step = 0  # > 0 when resuming inside an epoch

@@ -60,3 +60,28 @@ def test_nan_loss_stops_with_clear_error_and_no_outputs(tmp_path, prepared):
         _run(settings, tmp_path / "nan", prepared)
     assert not (tmp_path / "nan" / "backbone.pt").exists()
     assert not (tmp_path / "nan" / "history.csv").exists()
+
+
+def test_same_settings_with_other_pairs_or_data_are_not_resumed(tmp_path, prepared):
+    # A re-mined pair file (same settings, same count) or a rebuilt dataset must retrain: resuming the
+    # finished checkpoint would hand back the previous run's weights as the new run's.
+    from sempos.positives.pairs import PairSource
+
+    settings = tiny_settings("simclr", epochs=1)
+    pool = prepared["splits"]["pretrain"]
+    g = torch.Generator().manual_seed(0)
+    first, other = (torch.stack([pool, pool[torch.randperm(len(pool), generator=g)]], 1) for _ in range(2))
+
+    def run(pairs, data=prepared):
+        job = PretrainJob(settings, seed=3, run_dir=tmp_path / "run", data=data, pairs=PairSource(pool, pairs))
+        t = Trainer(job, resolve(RT))
+        t.fit()
+        return t
+
+    run(first)
+    assert run(first).start_epoch == 1  # the same run: nothing left to train
+    again = run(other)
+    assert again.start_epoch == 0
+    assert run(other, {**prepared, "content_sha256": "another dataset"}).start_epoch == 0
+    assert PairSource(pool, first).content_digest() != PairSource(pool, other).content_digest()
+    assert PairSource(pool, first).content_digest() == PairSource(pool.clone(), first.clone()).content_digest()
