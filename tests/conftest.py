@@ -334,7 +334,26 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
     # mutmut runs with -x: most mutants are killed by their first failing test, so the cheapest go first.
-    items[:] = sorted(keep, key=_mutmut_durations().get_or_inf)
+    items[:] = sorted(keep, key=_test_durations().get_or_inf)
+
+
+# mutmut times only each test's call; a test whose fixture spawns two processes (5 s) would look free and go
+# first. Its stats run (MUTANT_UNDER_TEST == "stats", in mutants/) records setup + call + teardown here.
+MUTATION_DURATIONS = "mutation-test-durations.json"
+_timed: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+        _timed[report.nodeid] = _timed.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    if os.environ.get("MUTANT_UNDER_TEST") == "stats" and _timed:
+        import json
+
+        with open(MUTATION_DURATIONS, "w") as f:
+            json.dump(_timed, f)
 
 
 class _Durations(dict):
@@ -342,14 +361,13 @@ class _Durations(dict):
         return self.get(item.nodeid, float("inf"))
 
 
-def _mutmut_durations() -> _Durations:
-    """Each test's duration in mutmut's clean run (mutants/mutmut-stats.json; mutants run from mutants/)."""
+def _test_durations() -> _Durations:
     import json
 
     try:
-        with open("mutmut-stats.json") as f:
-            return _Durations(json.load(f)["duration_by_test"])
-    except (OSError, KeyError, ValueError):
+        with open(MUTATION_DURATIONS) as f:
+            return _Durations(json.load(f))
+    except (OSError, ValueError):
         return _Durations()
 
 
