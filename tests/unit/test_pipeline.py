@@ -208,3 +208,23 @@ def test_cli_defaults_to_params_yaml_and_workflow_rules_and_rejects_unknown_comm
                                                        for wc in s.instances(p)]
     with pytest.raises(SystemExit):
         pipeline.main(["render"])
+
+
+def test_snakemake_code_digests_are_the_jobs_import_closure_plus_the_launcher_when_it_runs_on_gpus(p):
+    from sempos.codedeps import code_digests, file_sha256
+
+    class Wildcards(dict):
+        pass
+
+    wc = Wildcards({**RUN, "method": "simclr_sepp"})
+    cpu = pipeline.SnakemakeView(p, "params.yaml").code("pretrain")(wc)
+    modules = pipeline.job_modules(STAGES["pretrain"], p, dict(wc))
+    assert modules[0] == "sempos.stages.pretrain" and cpu == code_digests(modules)
+    assert cpu["src/sempos/stages/pretrain.py"] == file_sha256(REPO / "src/sempos/stages/pretrain.py")[:16]
+    assert "src/sempos/launch.py" not in cpu
+    gpu_p = {**p, "runtime": {**p["runtime"], "gpus_per_job": 1}}
+    gpu = pipeline.SnakemakeView(gpu_p, "params.yaml").code("pretrain")(wc)
+    assert set(gpu) - set(cpu) == {"src/sempos/launch.py"}
+    # a light stage never gets a GPU, so it is never launched
+    knn = pipeline.SnakemakeView(gpu_p, "params.yaml").code("knn")(Wildcards(RUN))
+    assert "src/sempos/launch.py" not in knn and "src/sempos/stages/knn.py" in knn
