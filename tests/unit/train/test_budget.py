@@ -40,7 +40,7 @@ def test_a_method_that_does_not_train_has_no_budget(tmp_path):
     assert b["pairs_per_epoch"] == 224 and b["monitor_bank"] == 0 and b["monitor_queries"] == 0
 
 
-def test_ddp_wrapper_keeps_buffers_local_and_has_no_device_ids_on_the_cpu(tmp_path):
+def test_ddp_wrapper_keeps_buffers_local_and_has_no_device_ids_on_the_cpu(tmp_path, monkeypatch):
     from torch.nn.parallel import DistributedDataParallel
 
     torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
@@ -52,6 +52,9 @@ def test_ddp_wrapper_keeps_buffers_local_and_has_no_device_ids_on_the_cpu(tmp_pa
         assert ddp.find_unused_parameters is type(t.model).ddp_find_unused is False
         kinds = {type(m) for m in t.model.modules()}
         assert torch.nn.BatchNorm2d in kinds and torch.nn.SyncBatchNorm not in kinds
+        # an algorithm whose step leaves parameters unused declares it, and DDP is told
+        monkeypatch.setattr(type(t.model), "ddp_find_unused", True)
+        assert t._wrap_ddp().find_unused_parameters is True
         # SyncBatchNorm is CUDA-only in torch: on the CPU the run stops with the setting to change
         t.rt = resolve({**RT, "sync_bn": True})
         with pytest.raises(ConfigError, match="runtime.sync_bn"):
