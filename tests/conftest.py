@@ -323,6 +323,25 @@ MUTATION_TESTS = {
 }
 
 
+def _preload_sempos() -> None:
+    """Import every sempos module (no torch op runs: the fork server must stay fork-safe). Stages and the trainer
+    import e.g. torchvision inside functions; without this each mutant process paid that import again (7 s)."""
+    import importlib
+    import pkgutil
+
+    import sempos
+
+    for m in pkgutil.walk_packages(sempos.__path__, "sempos."):
+        try:
+            importlib.import_module(m.name)
+        except Exception:  # optional backends (detectron2, ...) are absent on most machines
+            pass
+
+
+if "mutmut" in sys.modules:  # collected by mutmut's fork server, whose forks run the mutants
+    _preload_sempos()
+
+
 def pytest_collection_modifyitems(config, items):
     mutant = os.environ.get("MUTANT_UNDER_TEST", "")
     if "__mutmut_" not in mutant:
