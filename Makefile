@@ -64,9 +64,11 @@ MUTANTS ?=
 mutation: setup
 	$(PY) -m pip install --quiet -e '.[mutation]'
 	rm -rf mutants
-	nice -n $(NICE) $(VENV)/bin/mutmut run --max-children $(CORES) $(MUTANTS)
-	$(VENV)/bin/mutmut results --all true | $(PY) tools/mutation_summary.py > mutants/summary.md
-	cat mutants/summary.md
+	start=$$(date +%s); nice -n $(NICE) $(VENV)/bin/mutmut run --max-children $(CORES) $(MUTANTS) && \
+	  echo "mutmut run took $$(( $$(date +%s) - start )) s" | tee mutants/elapsed.txt
+	$(VENV)/bin/mutmut results --all true | $(PY) tools/mutation_summary.py --times mutants/mutant-times.tsv \
+	  > mutants/summary.md
+	cat mutants/elapsed.txt mutants/summary.md
 
 # The GPU check (bench/gpu_check.py; docs/results.md "GPU check"). Here, where pip works: `make gpu-wheels`
 # stages .gpu-wheels/ and .gpu-data/. On the GPU machine (its own python3, no venv, no internet):

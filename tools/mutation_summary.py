@@ -1,51 +1,99 @@
-"""Per-module mutation score from `mutmut results --all true` (read on stdin), as a markdown table.
+"""Per-module mutation score from `mutmut results --all true` (read on stdin), as markdown.
 
 Score = killed / (mutants checked - skipped). A timeout counts as killed (the mutant made the tests hang or
 run 15x longer: they noticed); "no tests" and "survived" count against the score. Mutants a stopped run did
-not reach ("not checked") are counted apart. Survivors are listed below the table.
+not reach ("not checked") are counted apart. Below the table: the survivors grouped by function and, with
+`--times mutants/mutant-times.tsv` (written by tests/conftest.py under each mutant), where the time went.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from collections import Counter, defaultdict
 
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}
+NOT_COUNTED = {"skipped", "not checked"}
+LINE = re.compile(r"\s*([\w.ǁ]+)__mutmut_(\d+): (.+?)\s*$")
 
 
-def main() -> int:
+def module_of(function: str) -> str:
+    return function.split(".x_")[0].split(".xǁ")[0]
+
+
+def parse(lines) -> list[tuple[str, int, str]]:
+    """(mangled function, mutant number, status) for every mutant line."""
+    return [(m[1], int(m[2]), m[3]) for m in map(LINE.match, lines) if m]
+
+
+def score_table(results: list[tuple[str, int, str]]) -> str:
     by_module: dict[str, Counter] = defaultdict(Counter)
-    survivors: list[str] = []
-    for line in sys.stdin:
-        m = re.match(r"\s*([\w.ǁ]+__mutmut_\d+): (.+?)\s*$", line)
-        if not m:
-            continue
-        name, status = m.groups()
-        module = name.split(".x_")[0].split(".xǁ")[0]
-        by_module[module][status] += 1
-        if status not in KILLED and status not in ("skipped", "not checked"):
-            survivors.append(f"{name}: {status}")
+    for function, _, status in results:
+        by_module[module_of(function)][status] += 1
     total = Counter()
-    print("| module | checked | killed | survived | no tests | timeout | not reached | score |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    rows = ["| module | checked | killed | survived | no tests | timeout | not reached | score |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for module in sorted(by_module):
-        c = by_module[module]
-        total.update(c)
-        print(_row(module, c))
-    print(_row("**all**", total))
-    if survivors:
-        print("\nSurvivors:\n")
-        print("\n".join(f"- `{s}`" for s in survivors))
-    return 0
+        total.update(by_module[module])
+        rows.append(_row(module, by_module[module]))
+    rows.append(_row("**all**", total))
+    return "\n".join(rows)
+
+
+def survivors(results: list[tuple[str, int, str]]) -> str:
+    """One line per function: how many of its mutants lived, and which (numbers as `mutmut show` takes them)."""
+    left: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for function, number, status in results:
+        if status not in KILLED and status not in NOT_COUNTED:
+            left[(function, status)].append(number)
+    return "\n".join(f"- `{f}` {status}: {len(n)} (__mutmut_{', _'.join(map(str, sorted(n)))})"
+                     for (f, status), n in sorted(left.items()))
+
+
+def time_table(lines, top: int = 10) -> str:
+    """Seconds spent inside pytest per function's mutants (mutant name, seconds, exit status, tests)."""
+    spent: Counter = Counter()
+    count: Counter = Counter()
+    for line in lines:
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) == 4 and "__mutmut_" in parts[0]:
+            function = parts[0].rsplit("__mutmut_", 1)[0]
+            spent[function] += float(parts[1])
+            count[function] += 1
+    rows = [f"{sum(count.values())} mutants, {sum(spent.values()):.0f} s inside pytest in all",
+            "", "| function | mutants | seconds |", "|---|---:|---:|"]
+    rows += [f"| `{f}` | {count[f]} | {s:.0f} |" for f, s in spent.most_common(top)]
+    return "\n".join(rows)
 
 
 def _row(name: str, c: Counter) -> str:
-    counted = sum(c.values()) - c["skipped"] - c["not checked"]
+    counted = sum(c.values()) - sum(c[s] for s in NOT_COUNTED)
     killed = sum(c[s] for s in KILLED)
     score = f"{100.0 * killed / counted:.1f} %" if counted else "–"
     return (f"| {name} | {counted} | {killed} | {c['survived']} | {c['no tests']} | {c['timeout']} | "
             f"{c['not checked']} | {score} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--times", help="mutants/mutant-times.tsv: add where the time went")
+    args = ap.parse_args(argv)
+    results = parse(sys.stdin)
+    if not results:
+        print("no mutant results on stdin: run `mutmut run` first (make mutation)", file=sys.stderr)
+        return 1
+    print(score_table(results))
+    listed = survivors(results)
+    if listed:
+        print("\nSurvivors (by function):\n\n" + listed)
+    if args.times:
+        try:
+            with open(args.times) as f:
+                print("\nTime:\n\n" + time_table(f))
+        except OSError as e:
+            print(f"\n(no time log: {e})")
+    return 0
 
 
 if __name__ == "__main__":
