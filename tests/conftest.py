@@ -342,6 +342,11 @@ if "mutmut" in sys.modules:  # collected by mutmut's fork server, whose forks ru
     _preload_sempos()
 
 
+def pytest_configure(config):
+    if "__mutmut_" in os.environ.get("MUTANT_UNDER_TEST", ""):
+        torch.set_num_threads(1)  # mutmut runs one mutant per core: two threads each would only contend
+
+
 def pytest_collection_modifyitems(config, items):
     mutant = os.environ.get("MUTANT_UNDER_TEST", "")
     if "__mutmut_" not in mutant:
