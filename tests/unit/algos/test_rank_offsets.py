@@ -67,3 +67,37 @@ def test_mocov3_without_the_2tau_scale_is_plain_infonce(monkeypatch):
         loss = m(x1, x2, Batch(ids, ids, 0, 0, 0.0))["loss"]
     expected = (_reference_infonce(q1, k2, 0.3, 0) + _reference_infonce(q2, k1, 0.3, 0)) / (2 * 0.3)
     assert torch.allclose(loss, expected, atol=1e-5)
+
+
+def test_snclr_gathers_keys_and_neighbours_and_scores_them_at_this_ranks_offset(monkeypatch):
+    from sempos.algos import snclr as snclr_module
+    from sempos.algos.snclr import SNCLR
+    from sempos.losses import snclr_code_loss, snclr_paper_loss
+
+    for form, loss_fn in (("code_sum_of_logs", snclr_code_loss), ("paper_log_of_weighted_sum", snclr_paper_loss)):
+        torch.manual_seed(0)
+        hp = {**HP, "bank_size": 32, "k": 2, "loss_form": form}
+        m = SNCLR(build_backbone("resnet18_cifar", width=4, in_channels=1), hp, 64).eval()
+        m.bank.push(torch.randn(32, DIM, generator=torch.Generator().manual_seed(5)))
+        x1, x2, ids = _views()
+        g = torch.Generator().manual_seed(9)
+        gathered = []  # rank 0's rows, in the order training_step gathers: keys, neighbours, per direction
+
+        def other(t):  # (the bank's push after the loss gathers ids and labels too)
+            gathered.append(torch.randn(t.shape, generator=g) if t.is_floating_point() else t + 1000)
+            return gathered[-1]
+
+        with torch.no_grad():
+            y1, y2, z1, z2 = m.online(x1, x2)
+            k1, k2 = m.keys(x1, x2)
+            ref = []
+            for z, y, k_other in ((z1, y1, k2), (z2, y2, k1)):
+                _, _, nb = m.bank.topk(k_other, 2)
+                ref.append((z, k_other, nb, m._weights(y, nb)))
+            _as_rank_1_of_2(monkeypatch, snclr_module, other)
+            loss = m(x1, x2, Batch(ids, ids, 0, 0, 0.0))["loss"]
+            monkeypatch.undo()
+        expected = sum(loss_fn(z, torch.cat([gathered[2 * d], k]), torch.cat([gathered[2 * d + 1], nb]), w, 0.3,
+                               hp.get("scale_2tau", True), offset=B)
+                       for d, (z, k, nb, w) in enumerate(ref))
+        assert torch.allclose(loss, expected, atol=1e-5), form
