@@ -2,6 +2,7 @@ import http.server
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -311,7 +312,8 @@ MUTATION_TESTS = {
     "sempos.algos": ("unit/algos/", "unit/test_ddp_bank.py", "unit/test_config.py",
                      "unit/positives/test_positive_sources.py"),
     "sempos.train.trainer": ("unit/train/", "unit/algos/test_ema.py", "unit/algos/test_partner_switches.py",
-                             "unit/algos/test_neighbour_algos.py", "unit/positives/test_positive_sources.py"),
+                             "unit/algos/test_neighbour_algos.py", "unit/positives/test_positive_sources.py",
+                             "unit/positives/test_matched_steps.py"),
     "sempos.train.optim": ("unit/train/", "unit/algos/test_ema.py"),
     "sempos.eval.knn": ("unit/eval/test_eval.py", "unit/stages/"),
     "sempos.report.tables": ("unit/report/",),
@@ -334,41 +336,68 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
     # mutmut runs with -x: most mutants are killed by their first failing test, so the cheapest go first.
-    items[:] = sorted(keep, key=_test_durations().get_or_inf)
+    items[:] = sorted(keep, key=_cost_of(keep, _test_durations()))
 
 
 # mutmut times only each test's call; a test whose fixture spawns two processes (5 s) would look free and go
-# first. Its stats run (MUTANT_UNDER_TEST == "stats", in mutants/) records setup + call + teardown here.
+# first. Its stats run (MUTANT_UNDER_TEST == "stats", in mutants/) records each test's setup and the rest here.
 MUTATION_DURATIONS = "mutation-test-durations.json"
-_timed: dict[str, float] = {}
+_timed: dict[str, dict[str, float]] = {}
 
 
 def pytest_runtest_logreport(report):
     if os.environ.get("MUTANT_UNDER_TEST") == "stats":
-        _timed[report.nodeid] = _timed.get(report.nodeid, 0.0) + report.duration
+        t = _timed.setdefault(report.nodeid, {"setup": 0.0, "run": 0.0})
+        t["setup" if report.when == "setup" else "run"] += report.duration
 
 
-def pytest_sessionfinish(session):
-    if os.environ.get("MUTANT_UNDER_TEST") == "stats" and _timed:
+def pytest_sessionstart(session):
+    session.sempos_started = time.monotonic()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    if mutant == "stats" and _timed:
         import json
 
         with open(MUTATION_DURATIONS, "w") as f:
             json.dump(_timed, f)
+    elif "__mutmut_" in mutant:
+        # mutmut keeps no per-mutant times under its fork server: this log is what `make mutation` is tuned by
+        with open("mutant-times.tsv", "a") as f:
+            f.write(f"{mutant}\t{time.monotonic() - session.sempos_started:.3f}\t{int(exitstatus)}"
+                    f"\t{session.testscollected}\n")
 
 
-class _Durations(dict):
-    def get_or_inf(self, item) -> float:
-        return self.get(item.nodeid, float("inf"))
-
-
-def _test_durations() -> _Durations:
+def _test_durations() -> dict[str, dict[str, float]]:
     import json
 
     try:
         with open(MUTATION_DURATIONS) as f:
-            return _Durations(json.load(f))
+            return json.load(f)
     except (OSError, ValueError):
-        return _Durations()
+        return {}
+
+
+def _cost_of(items, durations: dict[str, dict[str, float]]):
+    """A test's cost: its own run time plus its setup, where the setup of a module- or session-scoped fixture
+    counts for every test that shares it (it was timed on whichever ran first; else a cheap user of the
+    two-process `ranks` fixture would be sorted first and start the processes anyway)."""
+    def shared(item):
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        return [(item.path if d[-1].scope == "module" else None, name) for name, d in defs.items()
+                if d and d[-1].scope in ("module", "session")]
+
+    unknown = {"setup": float("inf"), "run": float("inf")}
+    fixture_setup: dict = {}
+    for i in items:
+        for key in shared(i):
+            fixture_setup[key] = max(fixture_setup.get(key, 0.0), durations.get(i.nodeid, unknown)["setup"])
+
+    def cost(item) -> float:
+        t = durations.get(item.nodeid, unknown)
+        return t["run"] + max([t["setup"]] + [fixture_setup[k] for k in shared(item)])
+    return cost
 
 
 # --- a fake PASCAL VOC devkit (classification lists + XML box annotations), shared by data and detection tests ---

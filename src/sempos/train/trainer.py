@@ -139,6 +139,9 @@ class Trainer:
     def _wrap_ddp(self):
         from torch.nn.parallel import DistributedDataParallel
 
+        if self.rt.sync_bn and self.rt.device.type != "cuda":
+            raise ConfigError("runtime.sync_bn: SyncBatchNorm runs on CUDA devices only; set runtime.sync_bn: false "
+                              "for a multi-process CPU (gloo) run")
         if self.rt.sync_bn:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         ids = [self.rt.device.index] if self.rt.device.type == "cuda" else None
