@@ -93,3 +93,29 @@ def test_infonce_gradients_equal_the_definitions_and_stop_at_a_detached_key():
     infonce_queue(q, k.detach(), queue0, 0.2).backward()
     assert k.grad is None
     torch.testing.assert_close(q.grad, grads["ref"][0], rtol=1e-5, atol=1e-7)
+
+
+def multi_positive_nt_xent_reference(z1, z2, tau, pos):
+    """Loop: view i averages -log[e^(s_ij/t) / sum_{k != i} e^(s_ik/t)] over its positives j != i."""
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    total = 0.0
+    for i in range(len(z)):
+        den = sum(math.exp(float(z[i] @ z[k]) / tau) for k in range(len(z)) if k != i)
+        terms = [-math.log(math.exp(float(z[i] @ z[j]) / tau) / den) for j in range(len(z)) if pos[i][j] and j != i]
+        total += sum(terms) / max(1, len(terms))
+    return total / len(z)
+
+
+def test_multi_positive_nt_xent_averages_over_several_positives():
+    from sempos.losses import multi_positive_nt_xent
+
+    g = torch.Generator().manual_seed(4)
+    z1, z2 = torch.randn(3, 4, generator=g), torch.randn(3, 4, generator=g)
+    pos = torch.roll(torch.eye(6, dtype=torch.bool), 3, dims=1)
+    # images 0 and 1 are partners: each of their four views gets two more positives (three in all);
+    # the diagonal is set too, and must not count
+    for i in (0, 1, 3, 4):
+        for j in (0, 1, 3, 4):
+            pos[i, j] = True
+    got = multi_positive_nt_xent(z1, z2, 0.5, pos).item()
+    assert math.isclose(got, multi_positive_nt_xent_reference(z1, z2, 0.5, pos.tolist()), rel_tol=1e-5)

@@ -172,3 +172,11 @@ def test_nnclr_is_infonce_of_each_neighbour_against_the_other_views_predictions(
     # Orthogonal unit pairs: -log(e^(1/t) / (e^(1/t) + (B-1) e^0)).
     e = torch.eye(2)
     assert nnclr_loss(e, e, 0.5).item() == pytest.approx(-math.log(math.exp(2) / (math.exp(2) + 1)))
+
+
+def test_mocov3_loss_scales_by_two_tau_by_default():
+    """MoCo-v3's reference code multiplies the InfoNCE by 2 * tau unless told otherwise."""
+    z, keys, _, _ = _data(seed=3)
+    ref = infonce_loop(z, keys, TAU)  # TAU = 0.2: the factor 2 * tau = 0.4 is visible
+    assert mocov3_loss(z, keys, TAU).item() == pytest.approx(ref * 2 * TAU, rel=1e-5)
+    assert mocov3_loss(z, keys, TAU, scale_2tau=False).item() == pytest.approx(ref, rel=1e-5)

@@ -73,3 +73,19 @@ def test_lars_defaults_and_the_trust_ratio_guards():
     # trust ratio 0.001 * ||w|| / ||g|| = 0.001 * 0.2 / 4: w - lr * ratio * g
     torch.testing.assert_close(w.detach(), torch.full((2, 2), 0.1 - 0.001 * 0.2 / 4 * 2.0))
     assert torch.equal(zero_grad.detach(), torch.ones(2, 2)) and torch.equal(no_grad.detach(), torch.ones(3, 3))
+
+
+def test_lars_adapts_an_update_smaller_than_one():
+    """The trust ratio applies for any ||d|| > 0, also below 1: w - lr * 0.001 * ||w|| / ||g|| * g."""
+    w = torch.nn.Parameter(torch.full((2, 2), 0.1))  # ||w|| = 0.2
+    w.grad = torch.full((2, 2), 0.05)  # ||g|| = 0.1
+    LARS([w], lr=1.0).step()
+    torch.testing.assert_close(w.detach(), torch.full((2, 2), 0.1 - 0.001 * 0.2 / 0.1 * 0.05))
+
+
+def test_lars_steps_a_group_after_one_without_gradients():
+    idle, w = torch.nn.Parameter(torch.ones(2, 2)), torch.nn.Parameter(torch.ones(3))
+    w.grad = torch.full((3,), 2.0)
+    LARS([{"params": [idle]}, {"params": [w], "lr": 0.5}], lr=1.0).step()
+    # w is 1-D: no adaptation, the first step's momentum buffer is the gradient itself
+    assert torch.equal(w.detach(), torch.full((3,), 1.0 - 0.5 * 2.0)) and torch.equal(idle.detach(), torch.ones(2, 2))
