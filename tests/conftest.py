@@ -323,6 +323,13 @@ MUTATION_TESTS = {
 }
 
 
+# Test files of MUTATION_TESTS that the campaign does not run (pyproject.toml's test selection), and why.
+MUTATION_LEFT_OUT = {
+    "tests/unit/train/test_ddp_trainer.py": "two processes per run (10 s a mutant); test_budget.py checks the "
+                                            "DDP wrapper in one",
+}
+
+
 def _preload_sempos() -> None:
     """Import every sempos module (no torch op runs: the fork server must stay fork-safe). Stages and the trainer
     import e.g. torchvision inside functions; without this each mutant process paid that import again (7 s)."""
