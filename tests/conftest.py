@@ -356,6 +356,8 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    if mutant == "stats":
+        _shared_fixtures.update({i.nodeid: _shared(i) for i in items})
     if "__mutmut_" not in mutant:
         return
     module = next((m for m in MUTATION_TESTS if mutant.startswith(m + ".")), None)
@@ -367,13 +369,23 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
     # mutmut runs with -x: most mutants are killed by their first failing test, so the cheapest go first.
-    items[:] = sorted(keep, key=_cost_of(keep, _test_durations()))
+    costs = _test_costs()
+    items[:] = sorted(keep, key=lambda i: costs.get(i.nodeid, float("inf")))
 
 
 # mutmut times only each test's call; a test whose fixture spawns two processes (5 s) would look free and go
-# first. Its stats run (MUTANT_UNDER_TEST == "stats", in mutants/) records each test's setup and the rest here.
+# first. Its stats run (MUTANT_UNDER_TEST == "stats", in mutants/) records each test's cost here: its run
+# time plus its setup, where the setup of a module- or session-scoped fixture counts for every test that
+# shares it (pytest timed it on whichever test ran first, maybe one that a given mutant does not run).
 MUTATION_DURATIONS = "mutation-test-durations.json"
 _timed: dict[str, dict[str, float]] = {}
+_shared_fixtures: dict[str, list[str]] = {}
+
+
+def _shared(item) -> list[str]:
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return [f"{item.path if d[-1].scope == 'module' else ''}::{name}" for name, d in defs.items()
+            if d and d[-1].scope in ("module", "session")]
 
 
 def pytest_runtest_logreport(report):
@@ -391,8 +403,14 @@ def pytest_sessionfinish(session, exitstatus):
     if mutant == "stats" and _timed:
         import json
 
+        fixture_setup: dict[str, float] = {}
+        for nodeid, keys in _shared_fixtures.items():
+            for key in keys:
+                fixture_setup[key] = max(fixture_setup.get(key, 0.0), _timed.get(nodeid, {}).get("setup", 0.0))
+        cost = {nodeid: t["run"] + max([t["setup"]] + [fixture_setup[k] for k in _shared_fixtures.get(nodeid, [])])
+                for nodeid, t in _timed.items()}
         with open(MUTATION_DURATIONS, "w") as f:
-            json.dump(_timed, f)
+            json.dump(cost, f)
     elif "__mutmut_" in mutant:
         # mutmut keeps no per-mutant times under its fork server: this log is what `make mutation` is tuned by
         with open("mutant-times.tsv", "a") as f:
@@ -400,7 +418,7 @@ def pytest_sessionfinish(session, exitstatus):
                     f"\t{session.testscollected}\n")
 
 
-def _test_durations() -> dict[str, dict[str, float]]:
+def _test_costs() -> dict[str, float]:
     import json
 
     try:
@@ -408,27 +426,6 @@ def _test_durations() -> dict[str, dict[str, float]]:
             return json.load(f)
     except (OSError, ValueError):
         return {}
-
-
-def _cost_of(items, durations: dict[str, dict[str, float]]):
-    """A test's cost: its own run time plus its setup, where the setup of a module- or session-scoped fixture
-    counts for every test that shares it (it was timed on whichever ran first; else a cheap user of the
-    two-process `ranks` fixture would be sorted first and start the processes anyway)."""
-    def shared(item):
-        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-        return [(item.path if d[-1].scope == "module" else None, name) for name, d in defs.items()
-                if d and d[-1].scope in ("module", "session")]
-
-    unknown = {"setup": float("inf"), "run": float("inf")}
-    fixture_setup: dict = {}
-    for i in items:
-        for key in shared(i):
-            fixture_setup[key] = max(fixture_setup.get(key, 0.0), durations.get(i.nodeid, unknown)["setup"])
-
-    def cost(item) -> float:
-        t = durations.get(item.nodeid, unknown)
-        return t["run"] + max([t["setup"]] + [fixture_setup[k] for k in shared(item)])
-    return cost
 
 
 # --- a fake PASCAL VOC devkit (classification lists + XML box annotations), shared by data and detection tests ---
