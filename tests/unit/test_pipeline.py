@@ -250,3 +250,30 @@ def test_merged_params_keep_the_overlays_key_order_and_name_every_source(tmp_pat
     assert "dvc exp run -S params.a+b.yaml:KEY=VALUE" in text
     body = [line for line in text.splitlines() if not line.startswith("#")]
     assert body == ["zeta: 1", "alpha:", "  y: 2", "  b: 3"] and yaml.safe_load(text) == merged
+
+
+def test_dvc_with_an_overlay_writes_the_merged_params_beside_the_output_or_where_asked(tmp_path, monkeypatch,
+                                                                                       capsys):
+    import yaml
+
+    over = tmp_path / "two.yaml"
+    over.write_text(yaml.safe_dump({"seeds": [0]}))
+    monkeypatch.chdir(tmp_path)
+    # without -o: the merged params land in the working directory and dvc.yaml goes to stdout
+    assert pipeline.main(["dvc", "--params", str(REPO / "params.yaml"), "--configfile", str(over)]) == 0
+    out, err = capsys.readouterr()
+    assert (tmp_path / "params.two.yaml").exists() and "--params params.two.yaml" in out
+    assert err == f"wrote params.two.yaml (params + {over})\n"
+    # with --params-out: there, and the stages read that file
+    (tmp_path / "d").mkdir()
+    assert pipeline.main(["dvc", "--params", str(REPO / "params.yaml"), "--configfile", str(over),
+                          "--params-out", "sub.yaml", "-o", str(tmp_path / "d" / "dvc.yaml")]) == 0
+    assert "--params sub.yaml" in (tmp_path / "d" / "dvc.yaml").read_text()
+    assert yaml.safe_load((tmp_path / "sub.yaml").read_text())["seeds"] == [0]
+
+
+def test_detection_runs_on_the_pretraining_datasets_proxy_unless_a_dataset_is_named(p):
+    q = {**p, "eval": {**p["eval"], "detection": {k: v for k, v in p["eval"]["detection"].items() if k != "dataset"}}}
+    assert pipeline.detection_dataset(q) == p["data"]["pretrain"] == "fmnist"
+    q["eval"]["detection"]["dataset"] = "voc"
+    assert pipeline.detection_dataset(q) == "voc"
