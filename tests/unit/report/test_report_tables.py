@@ -121,3 +121,15 @@ def test_write_table_files_names_caption_escaping_and_dashes(tmp_path):
     assert r"\caption{main table}" in latex and r"simclr\_sepp" in latex and "–" in latex
     assert markdown(df).splitlines()[2].split("|")[1].strip() == "simclr_sepp"  # a plain index is shown
     assert "–" in markdown(df).splitlines()[3]
+
+
+def test_collect_reads_whichever_stages_it_is_given(tmp_path):
+    import json
+
+    from sempos.report.tables import collect
+
+    assert collect({}).empty  # a DAG without evaluations: no stage's list at all
+    f = tmp_path / "metrics.json"
+    f.write_text(json.dumps({"method": "simclr", "seed": 0, "top1": 70.0}))
+    only_knn = collect({"knn": [f]})
+    assert list(only_knn.index) == [("simclr", 0)] and list(only_knn.columns) == ["knn top1"]
