@@ -18,6 +18,19 @@ def p():
     return load_params(REPO / "params.yaml")
 
 
+@pytest.fixture(scope="module")
+def small(p, tmp_path_factory):
+    """A valid params file with 25 jobs instead of the default's 128: the CLI tests render it whole, and under
+    mutmut (every call traced) the default's DAG made each of `main`'s mutants cost seconds."""
+    import yaml
+
+    q = {**p, "seeds": [0], "methods": {m: p["methods"][m] for m in ("random_init", "simclr", "simclr_sepp")},
+         "eval": {**p["eval"], "semisup": {**p["eval"]["semisup"], "methods": ["simclr_sepp"]}}}
+    path = tmp_path_factory.mktemp("small") / "params.yaml"
+    path.write_text(yaml.safe_dump(q, sort_keys=False))
+    return path, load_params(path)
+
+
 def _wc(stage):
     return {k: f"<{k}>" for k in stage.wildcards}
 
@@ -100,7 +113,8 @@ def test_instances_follow_methods_seeds_and_sources(p):
     assert "pairs/fmnist/simclr/seed0.json" not in report["pairs"]
 
 
-def test_dvc_entries_name_the_params_file_when_it_is_not_the_default(p):
+def test_dvc_entries_name_the_params_file_when_it_is_not_the_default(small):
+    p = small[1]
     entry = dvc_yaml(p, "cfg/p.yaml")["stages"]["knn-fmnist-simclr-seed0"]
     assert entry["cmd"].split()[3:5] == ["--params", "cfg/p.yaml"]
     assert entry["params"] == [{"cfg/p.yaml": ["eval.knn"]}]
@@ -171,41 +185,43 @@ def test_snakemake_params_file_is_params_yaml_itself_or_one_merged_copy(tmp_path
     assert pipeline.snakemake_params_file(config, default="missing.yaml") != "missing.yaml"
 
 
-def test_cli_writes_dvc_yaml_rule_files_and_the_stage_list(tmp_path, p):
+def test_cli_writes_dvc_yaml_rule_files_and_the_stage_list(tmp_path, small):
     import yaml
 
-    assert pipeline.main(["dvc", "--params", str(REPO / "params.yaml"), "-o", str(tmp_path / "dvc.yaml")]) == 0
+    path, q = small
+    assert pipeline.main(["dvc", "--params", str(path), "-o", str(tmp_path / "dvc.yaml")]) == 0
     text = (tmp_path / "dvc.yaml").read_text()
-    assert text.startswith("# GENERATED") and yaml.safe_load(text) == dvc_yaml(p, str(REPO / "params.yaml"))
+    assert text.startswith("# GENERATED") and yaml.safe_load(text) == dvc_yaml(q, str(path))
     (tmp_path / "rules").mkdir()
     assert pipeline.main(["smk", "-o", str(tmp_path / "rules")]) == 0
     assert sorted(f.name for f in (tmp_path / "rules").iterdir()) == sorted(f"{n}.smk" for n in pipeline.RULE_FILES)
     assert (tmp_path / "rules" / "eval.smk").read_text() == pipeline.render_smk()["eval"]
-    assert pipeline.main(["stages", "--params", str(REPO / "params.yaml"), "-o", str(tmp_path / "s.txt")]) == 0
+    assert pipeline.main(["stages", "--params", str(path), "-o", str(tmp_path / "s.txt")]) == 0
     names = (tmp_path / "s.txt").read_text().splitlines()
-    assert names == [instance_name(s, wc) for s in STAGES.values() for wc in s.instances(p)]
+    assert len(names) == 25 and names == [instance_name(s, wc) for s in STAGES.values() for wc in s.instances(q)]
     over = tmp_path / "over.yaml"
     over.write_text(yaml.safe_dump({"seeds": [0, 1]}))
-    pipeline.main(["stages", "--params", str(REPO / "params.yaml"), "--configfile", str(over),
-                   "-o", str(tmp_path / "s2.txt")])
+    pipeline.main(["stages", "--params", str(path), "--configfile", str(over), "-o", str(tmp_path / "s2.txt")])
     assert "pretrain-fmnist-simclr-seed1" in (tmp_path / "s2.txt").read_text().split()
 
 
-def test_cli_prints_to_stdout_without_an_output_file(capsys, p):
-    assert pipeline.main(["stages", "--params", str(REPO / "params.yaml")]) == 0
-    assert capsys.readouterr().out.splitlines() == [instance_name(s, wc) for s in STAGES.values() for wc in s.instances(p)]
+def test_cli_prints_to_stdout_without_an_output_file(capsys, small):
+    path, q = small
+    assert pipeline.main(["stages", "--params", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [instance_name(s, wc) for s in STAGES.values() for wc in s.instances(q)]
 
 
-def test_cli_defaults_to_params_yaml_and_workflow_rules_and_rejects_unknown_commands(tmp_path, monkeypatch, p):
+def test_cli_defaults_to_params_yaml_and_workflow_rules_and_rejects_unknown_commands(tmp_path, monkeypatch, small):
     import shutil
 
+    path, q = small
     monkeypatch.chdir(tmp_path)
-    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    shutil.copy(path, tmp_path / "params.yaml")
     (tmp_path / "workflow" / "rules").mkdir(parents=True)
     assert pipeline.main(["smk"]) == 0 and (tmp_path / "workflow/rules/eval.smk").exists()
     assert pipeline.main(["stages", "-o", "s.txt"]) == 0  # --params defaults to ./params.yaml
     assert (tmp_path / "s.txt").read_text().split() == [instance_name(s, wc) for s in STAGES.values()
-                                                       for wc in s.instances(p)]
+                                                       for wc in s.instances(q)]
     with pytest.raises(SystemExit):
         pipeline.main(["render"])
 
@@ -253,23 +269,38 @@ def test_merged_params_keep_the_overlays_key_order_and_name_every_source(tmp_pat
 
 
 def test_dvc_with_an_overlay_writes_the_merged_params_beside_the_output_or_where_asked(tmp_path, monkeypatch,
-                                                                                       capsys):
+                                                                                       capsys, small):
     import yaml
 
+    path = small[0]
     over = tmp_path / "two.yaml"
     over.write_text(yaml.safe_dump({"seeds": [0]}))
     monkeypatch.chdir(tmp_path)
     # without -o: the merged params land in the working directory and dvc.yaml goes to stdout
-    assert pipeline.main(["dvc", "--params", str(REPO / "params.yaml"), "--configfile", str(over)]) == 0
+    assert pipeline.main(["dvc", "--params", str(path), "--configfile", str(over)]) == 0
     out, err = capsys.readouterr()
     assert (tmp_path / "params.two.yaml").exists() and "--params params.two.yaml" in out
     assert err == f"wrote params.two.yaml (params + {over})\n"
     # with --params-out: there, and the stages read that file
     (tmp_path / "d").mkdir()
-    assert pipeline.main(["dvc", "--params", str(REPO / "params.yaml"), "--configfile", str(over),
+    assert pipeline.main(["dvc", "--params", str(path), "--configfile", str(over),
                           "--params-out", "sub.yaml", "-o", str(tmp_path / "d" / "dvc.yaml")]) == 0
     assert "--params sub.yaml" in (tmp_path / "d" / "dvc.yaml").read_text()
     assert yaml.safe_load((tmp_path / "sub.yaml").read_text())["seeds"] == [0]
+
+
+def test_dvc_with_two_overlays_merges_both_in_order_and_names_each(tmp_path, monkeypatch, capsys, small):
+    import yaml
+
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({"seeds": [0, 1], "eval": {"knn": {"k": 7}}}))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"seeds": [0, 2]}))
+    monkeypatch.chdir(tmp_path)
+    assert pipeline.main(["dvc", "--params", str(small[0]), "--configfile", "a.yaml", "--configfile", "b.yaml",
+                          "-o", "out/dvc.yaml"]) == 0
+    assert capsys.readouterr().err == "wrote out/params.a+b.yaml (params + a.yaml, b.yaml)\n"
+    merged = yaml.safe_load((tmp_path / "out/params.a+b.yaml").read_text())
+    assert merged["seeds"] == [0, 2] and merged["eval"]["knn"]["k"] == 7  # b wins where both set a key
+    assert "--params out/params.a+b.yaml" in (tmp_path / "out/dvc.yaml").read_text()
 
 
 def test_detection_runs_on_the_pretraining_datasets_proxy_unless_a_dataset_is_named(p):
