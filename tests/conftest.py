@@ -375,23 +375,59 @@ def pytest_collection_modifyitems(config, items):
 
 # mutmut times only each test's call; a test whose fixture spawns two processes (5 s) would look free and go
 # first. Its stats run (MUTANT_UNDER_TEST == "stats", in mutants/) records each test's cost here: its run
-# time plus its setup, where the setup of a module- or session-scoped fixture counts for every test that
-# shares it (pytest timed it on whichever test ran first, maybe one that a given mutant does not run).
+# time, its own setup, and the setup of every module- or session-scoped fixture it uses, timed where pytest
+# built it (maybe for a test that a given mutant does not run; a mutant's session builds it again).
 MUTATION_DURATIONS = "mutation-test-durations.json"
 _timed: dict[str, dict[str, float]] = {}
 _shared_fixtures: dict[str, list[str]] = {}
+_fixture_setup: dict[str, float] = {}  # shared fixture -> its own setup time (the fixtures it requests excluded)
+_inner: list[float] = []  # per fixture being set up: time spent setting up the fixtures it requested
+_current_test = [""]
+
+
+def _fixture_key(scope: str, path, name: str) -> str:
+    return f"{path if scope == 'module' else ''}::{name}"
 
 
 def _shared(item) -> list[str]:
     defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-    return [f"{item.path if d[-1].scope == 'module' else ''}::{name}" for name, d in defs.items()
+    return [_fixture_key(d[-1].scope, item.path, name) for name, d in defs.items()
             if d and d[-1].scope in ("module", "session")]
+
+
+def pytest_runtest_logstart(nodeid, location):
+    _current_test[0] = nodeid
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    if os.environ.get("MUTANT_UNDER_TEST") != "stats":
+        yield
+        return
+    _inner.append(0.0)
+    started = time.monotonic()
+    yield
+    took = time.monotonic() - started
+    own = took - _inner.pop()
+    if _inner:
+        _inner[-1] += took
+    if fixturedef.scope in ("module", "session"):
+        _fixture_setup[_fixture_key(fixturedef.scope, request.node.path, fixturedef.argname)] = own
+        t = _timed.setdefault(_current_test[0], {"setup": 0.0, "run": 0.0, "shared": 0.0})
+        t["shared"] += own
 
 
 def pytest_runtest_logreport(report):
     if os.environ.get("MUTANT_UNDER_TEST") == "stats":
-        t = _timed.setdefault(report.nodeid, {"setup": 0.0, "run": 0.0})
+        t = _timed.setdefault(report.nodeid, {"setup": 0.0, "run": 0.0, "shared": 0.0})
         t["setup" if report.when == "setup" else "run"] += report.duration
+
+
+def _costs() -> dict[str, float]:
+    """Each timed test's cost when it runs alone: run + own setup + the shared fixtures it needs."""
+    return {nodeid: t["run"] + max(0.0, t["setup"] - t["shared"])
+            + sum(_fixture_setup.get(k, 0.0) for k in _shared_fixtures.get(nodeid, []))
+            for nodeid, t in _timed.items()}
 
 
 def pytest_sessionstart(session):
@@ -403,14 +439,8 @@ def pytest_sessionfinish(session, exitstatus):
     if mutant == "stats" and _timed:
         import json
 
-        fixture_setup: dict[str, float] = {}
-        for nodeid, keys in _shared_fixtures.items():
-            for key in keys:
-                fixture_setup[key] = max(fixture_setup.get(key, 0.0), _timed.get(nodeid, {}).get("setup", 0.0))
-        cost = {nodeid: t["run"] + max([t["setup"]] + [fixture_setup[k] for k in _shared_fixtures.get(nodeid, [])])
-                for nodeid, t in _timed.items()}
         with open(MUTATION_DURATIONS, "w") as f:
-            json.dump(cost, f)
+            json.dump(_costs(), f)
     elif "__mutmut_" in mutant:
         # mutmut keeps no per-mutant times under its fork server: this log is what `make mutation` is tuned by
         with open("mutant-times.tsv", "a") as f:
