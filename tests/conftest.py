@@ -350,9 +350,12 @@ def _preload_sempos() -> None:
     for name in names:
         codedeps.code_files((name,))
     codedeps.computed_imports()
+    sempos._preloaded_for_mutmut = True
 
 
-if "mutmut" in sys.modules:  # collected by mutmut's fork server, whose forks run the mutants
+# pytest executes this file again in every pytest.main(), so in every mutant: the preload runs once per
+# process and its forks inherit it.
+if "mutmut" in sys.modules and not getattr(sys.modules.get("sempos"), "_preloaded_for_mutmut", False):
     _preload_sempos()
 
 

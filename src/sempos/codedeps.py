@@ -152,7 +152,8 @@ def code_digests(modules: tuple[str, ...], package_dir: Path = PACKAGE_DIR) -> d
     return {f: file_sha256(root / f)[:16] for f in code_files(modules, package_dir)}
 
 
-def computed_imports(package_dir: Path = PACKAGE_DIR) -> set[str]:
+@functools.lru_cache(maxsize=None)
+def computed_imports(package_dir: Path = PACKAGE_DIR) -> frozenset[str]:
     """Modules that call importlib.import_module / __import__ (their targets are invisible to `closure`)."""
     pkg = package_dir.name
     out = set()
@@ -166,4 +167,4 @@ def computed_imports(package_dir: Path = PACKAGE_DIR) -> set[str]:
                 if called in ("import_module", "__import__"):
                     out.add(name)
     assert all(n.startswith(pkg) for n in out)
-    return out
+    return frozenset(out)
