@@ -110,3 +110,20 @@ def test_ddp_ranks_decode_only_their_slice(tmp_path, index):
     for k, v in r0["state"].items():
         if "running_" not in k and "num_batches_tracked" not in k:
             assert torch.allclose(v, r1["state"][k]), k
+
+
+def test_view_stream_yields_this_ranks_slice_of_each_step_cropped_with_its_geometry_seed(tmp_path, index):
+    from sempos.data.jpeg import CropSpec
+    from sempos.train.trainer import geometry_seed
+
+    trainer = Trainer(PretrainJob(_settings(epochs=3), 5, tmp_path / "run", load_prepared(index)), resolve(RT))
+    trainer.rank, trainer.local_batch = 1, 8  # the second of two processes: rows 8..15 of every batch of 16
+    pairs = trainer.pairs.for_epoch(5, 2)
+    plan = [(geometry_seed(5, 2, s, 1), pairs[s * 16 + 8: s * 16 + 16]) for s in range(3)]
+    want = list(loader.crop_stream(trainer.images, plan, CropSpec.of(trainer.aug), trainer.size, trainer.rt.device))
+    got = list(trainer.view_stream(2, pairs))  # from step 0 by default
+    assert [s for s, _ in got] == [0, 1, 2]
+    for (_, views), ref in zip(got, want):
+        assert views.shape == (8, 2, 3, 32, 32) and torch.equal(views, ref)
+    resumed = list(trainer.view_stream(2, pairs, first_step=2))
+    assert len(resumed) == 1 and resumed[0][0] == 2 and torch.equal(resumed[0][1], want[2])
