@@ -98,7 +98,7 @@ def test_fit_writes_checkpoints_history_and_backbone_by_value(tmp_path, monkeypa
     h = t.history
     assert [r["epoch"] for r in h] == [0, 1, 2] and [r["steps"] for r in h] == [0, 3, 6]
     assert h[0] == {"epoch": 0, "steps": 0, "loss": h[0]["loss"], "knn_top1": init_knn, "lr": 0.0, "seconds": 0.0,
-                    "pairs_per_s": 0.0} and math.isnan(h[0]["loss"])
+                    "pairs_per_s": 0.0} and math.isnan(h[0]["loss"]) and 0 <= init_knn <= 100
     extras = sorted(set(logs[0]) - {"loss"})
     last_lr = (0.5 * (1 + math.cos(math.pi * 2 / 6)), 0.5 * (1 + math.cos(math.pi * 5 / 6)))
     for r, epoch_logs, secs, lr in ((h[1], logs[:3], 0.4321, last_lr[0]), (h[2], logs[3:], 0.25, last_lr[1])):
@@ -186,3 +186,34 @@ def test_history_csv_puts_the_fixed_columns_first_then_the_extras_sorted():
     assert history_csv(rows) == ("epoch,steps,loss,knn_top1,lr,seconds,pairs_per_s,alpha,zeta\r\n"
                                  "0,0,1.5,0.25,0.0,0.0,0.0,,\r\n"
                                  "1,3,1.0,0.5,0.1,2.0,48.0,3,7\r\n")
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_restores_the_checkpoint_exactly_and_says_whether_it_did(tmp_path):
+    fresh = _trainer(tmp_path, checkpoint_steps=2)
+    assert fresh.try_resume() is False  # no checkpoint yet
+
+    def kill(epoch, step):
+        if step == 2:
+            raise Killed
+
+    first = Trainer(_job(tmp_path, checkpoint_steps=2), resolve(RT))
+    first.job.on_step = kill
+    with pytest.raises(Killed):
+        first.fit()
+    saved = load_torch(tmp_path / "run" / CHECKPOINT)
+    assert (saved["epoch"], saved["step"], len(saved["epoch_logs"])) == (-1, 2, 2)
+    torch.manual_seed(123)  # the resumed run's global RNG is the checkpoint's, not whatever it was
+    t = _trainer(tmp_path, checkpoint_steps=2)
+    assert t.try_resume() is True
+    assert (t.start_epoch, t.start_step) == (0, 2) and repr(t.history) == repr(saved["history"])  # nan != nan
+    assert torch.equal(torch.get_rng_state(), saved["torch_rng"])
+    assert [{k: v.item() for k, v in d.items()} for d in t._resumed_logs] == \
+        [{k: v.item() for k, v in d.items()} for d in saved["epoch_logs"]]
+    state = t.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in saved["model"].items())
+    assert t.optimizer.state_dict()["state"].keys() == saved["optimizer"]["state"].keys() != set()
+    assert _trainer(tmp_path, checkpoint_steps=3).try_resume() is False  # other settings: from scratch
