@@ -217,3 +217,16 @@ def test_resume_restores_the_checkpoint_exactly_and_says_whether_it_did(tmp_path
     assert all(torch.equal(state[k], v) for k, v in saved["model"].items())
     assert t.optimizer.state_dict()["state"].keys() == saved["optimizer"]["state"].keys() != set()
     assert _trainer(tmp_path, checkpoint_steps=3).try_resume() is False  # other settings: from scratch
+
+
+def test_two_processes_wrap_the_model_in_ddp_and_split_the_batch(tmp_path, monkeypatch):
+    from torch.nn.parallel import DistributedDataParallel
+
+    monkeypatch.setattr(trainer_mod.dist, "world_size", lambda: 2)  # a one-process group standing in for two
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        t = _trainer(tmp_path)
+        assert isinstance(t.wrapped, DistributedDataParallel) and t.wrapped.module is t.model
+        assert (t.world, t.rank, t.batch, t.local_batch) == (2, 0, 32, 16)
+    finally:
+        torch.distributed.destroy_process_group()
