@@ -230,3 +230,18 @@ def test_two_processes_wrap_the_model_in_ddp_and_split_the_batch(tmp_path, monke
         assert (t.world, t.rank, t.batch, t.local_batch) == (2, 0, 32, 16)
     finally:
         torch.distributed.destroy_process_group()
+
+
+def test_a_step_on_streamed_views_augments_each_side_with_the_steps_generator(tmp_path):
+    from sempos.augment import augment_crops
+
+    t = _trainer(tmp_path)
+    g = torch.Generator().manual_seed(0)
+    views = torch.randint(0, 256, (32, 2, 1, 28, 28), dtype=torch.uint8, generator=g)  # as view_stream yields them
+    t._views = iter([(1, views)])
+    seen = _spy(t)
+    t._step(0, 1, t.pairs.for_epoch(3, 0))
+    x1, x2, _ = seen[0]
+    gen = torch.Generator().manual_seed(3 * 1_000_003 + 0 * 100_003 + 1 * 7 + 12345)
+    assert torch.equal(x1, augment_crops(views[:, 0], t.aug, gen, t.norm))
+    assert torch.equal(x2, augment_crops(views[:, 1], t.aug, gen, t.norm))
