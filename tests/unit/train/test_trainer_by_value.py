@@ -131,7 +131,7 @@ def test_without_checkpoint_steps_only_epoch_ends_are_saved(tmp_path, monkeypatc
 
 
 def test_a_batch_larger_than_the_pairs_trains_one_step_of_all_of_them(tmp_path):
-    t = _trainer(tmp_path, epochs=1, n_train=52)  # 20 pretraining images, batch_size 32
+    t = _trainer(tmp_path / "new", epochs=1, n_train=52)  # 20 pretraining images, batch_size 32; a new run dir's parents
     assert (t.batch, t.local_batch, t.steps_per_epoch, t.total_steps) == (20, 20, 1, 1)
     t.fit()
     assert [r["steps"] for r in t.history] == [0, 1] and math.isfinite(t.history[1]["loss"])
