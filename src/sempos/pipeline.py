@@ -585,7 +585,7 @@ class SnakemakeView:
         from snakemake.io import directory
 
         stage = STAGES[name]
-        outs = {n: directory(o.rstrip("/")) if o.endswith("/") else o for n, o in stage.outputs.items()}
+        outs = {n: directory(o.removesuffix("/")) if o.endswith("/") else o for n, o in stage.outputs.items()}
         return {**outs, "record": stage.record}
 
     def log(self, name: str) -> str:

@@ -113,3 +113,23 @@ def test_a_missing_top_level_section_is_reported_at_the_top_level():
     del p["methods"]
     with pytest.raises(ConfigError, match=r"\(top level\): 'methods' is a required property"):
         validate(p)
+
+
+def test_load_params_reads_params_yaml_of_the_working_directory_by_default(tmp_path, monkeypatch):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(deep_merge(params(), {"pretrain": {"epochs": 5}})))
+    monkeypatch.chdir(tmp_path)
+    assert load_params()["pretrain"]["epochs"] == 5
+
+
+def test_an_invalid_merge_names_the_params_file_and_every_overlay(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump(params()))
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({"seeds": [0]}))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"pretrain": {"epochs": -1}}))
+    with pytest.raises(ConfigError) as err:
+        load_params(base, [tmp_path / "a.yaml", tmp_path / "b.yaml"])
+    assert str(err.value).startswith(f"invalid {base} + {tmp_path / 'a.yaml'} + {tmp_path / 'b.yaml'}:\n"
+                                     f"  pretrain.epochs: -1 ")
+    with pytest.raises(ConfigError) as err:
+        load_params(tmp_path / "b.yaml")  # not a whole params file
+    assert str(err.value).startswith(f"invalid {tmp_path / 'b.yaml'}:\n")
