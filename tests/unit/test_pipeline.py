@@ -403,3 +403,40 @@ def test_a_jobs_code_deps_include_the_launcher_only_when_launched_on_gpus(p):
     assert "src/sempos/launch.py" not in pipeline.code_files(stage, gpu_p, RUN)
     launched = pipeline.code_files(stage, gpu_p, RUN, launched=True)
     assert set(launched) - set(pipeline.code_files(stage, gpu_p, RUN)) == {"src/sempos/launch.py"}
+
+
+def test_the_report_reads_every_result_of_the_dag_by_kind_in_run_order(small):
+    q = small[1]  # seed 0 of random_init, simclr, simclr_sepp; semisup on simclr_sepp; transfer to digits
+    q = {**q, "eval": {**q["eval"], "transfer": {**q["eval"]["transfer"], "finetune": True},
+                       "detection": {**q["eval"]["detection"], "methods": ["simclr"]}}}
+    runs = ["random_init/seed0", "simclr/seed0", "simclr_sepp/seed0"]
+    assert STAGES["report"].inputs(q, {}) == {
+        "history": [f"runs/fmnist/{r}/history.csv" for r in runs],
+        "positives": [f"runs/fmnist/{r}/positives.json" for r in runs],
+        "knn": [f"results/knn/fmnist/{r}/metrics.json" for r in runs],
+        "linear": [f"results/linear/fmnist/{r}/metrics.json" for r in runs],
+        "transfer": [f"results/transfer/digits/fmnist/{r}/metrics.json" for r in runs],
+        "transfer_ft": [f"results/transfer_ft/digits/fmnist/{r}/metrics.json" for r in runs],
+        "semisup": ["results/semisup/fmnist/simclr_sepp/seed0/frac10/metrics.json"],
+        "detect": ["results/detect/fmnist/simclr/seed0/metrics.json"],
+        "pairs": ["pairs/fmnist/simclr_sepp/seed0.json"],
+    }
+
+
+def test_costly_evaluations_run_every_method_unless_a_list_picks_some(small):
+    q = small[1]
+    def semisup(**kw):
+        rest = {k: v for k, v in q["eval"]["semisup"].items() if k != "methods"}
+        return {**q, "eval": {**q["eval"], "semisup": {**rest, **kw}}}
+
+    every = [{"ds": "fmnist", "method": m, "seed": "0", "frac": "10"} for m in ("random_init", "simclr", "simclr_sepp")]
+    assert pipeline.semisup_runs(semisup()) == every  # absent
+    assert pipeline.semisup_runs(semisup(methods=None)) == every
+    assert pipeline.semisup_runs(semisup(methods=[])) == []
+    assert pipeline.semisup_runs(semisup(methods=["simclr"])) == [every[1]]
+
+
+def test_a_jobs_record_sits_beside_its_first_output(p):
+    assert STAGES["download"].record == "data/raw/{ds}.record.json"  # beside the directory, not in it
+    assert STAGES["pretrain"].record == "runs/{ds}/{method}/seed{seed}/backbone.record.json"
+    assert pipeline.job("download", p, {"ds": "fmnist"}).record == "data/raw/fmnist.record.json"
