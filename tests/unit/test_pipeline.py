@@ -440,3 +440,6 @@ def test_a_jobs_record_sits_beside_its_first_output(p):
     assert STAGES["download"].record == "data/raw/{ds}.record.json"  # beside the directory, not in it
     assert STAGES["pretrain"].record == "runs/{ds}/{method}/seed{seed}/backbone.record.json"
     assert pipeline.job("download", p, {"ds": "fmnist"}).record == "data/raw/fmnist.record.json"
+    # a directory's dots are part of its name, a file's suffix is not
+    dotted = pipeline.Stage("x", (), {"out": "results/v1.2/"}, lambda p, wc: {}, lambda p, wc: [], lambda p: [{}])
+    assert dotted.record == "results/v1.2.record.json"
