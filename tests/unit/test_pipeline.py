@@ -375,12 +375,6 @@ def test_linear_probe_reads_features_or_with_the_augmented_protocol_the_backbone
         "backbone": "runs/fmnist/simclr/seed0/backbone.pt", "prepared": "data/prepared/fmnist.pt"}
 
 
-def test_a_compute_matched_control_reads_the_variants_pair_list(p):
-    assert pipeline.matched_variant(p, "simclr_steps2x") == "simclr_sepp"
-    assert STAGES["pretrain"].inputs(p, {**RUN, "method": "simclr_steps2x"}) == {
-        "prepared": "data/prepared/fmnist.pt", "match_pairs": "pairs/fmnist/simclr_sepp/seed0.csv"}
-
-
 def test_finetuning_runs_on_single_label_dataset_targets_only_when_asked(p):
     def transfer(**kw):
         return {**p, "eval": {**p["eval"], "transfer": {**p["eval"]["transfer"], **kw}}}
@@ -421,19 +415,6 @@ def test_the_report_reads_every_result_of_the_dag_by_kind_in_run_order(small):
         "detect": ["results/detect/fmnist/simclr/seed0/metrics.json"],
         "pairs": ["pairs/fmnist/simclr_sepp/seed0.json"],
     }
-
-
-def test_costly_evaluations_run_every_method_unless_a_list_picks_some(small):
-    q = small[1]
-    def semisup(**kw):
-        rest = {k: v for k, v in q["eval"]["semisup"].items() if k != "methods"}
-        return {**q, "eval": {**q["eval"], "semisup": {**rest, **kw}}}
-
-    every = [{"ds": "fmnist", "method": m, "seed": "0", "frac": "10"} for m in ("random_init", "simclr", "simclr_sepp")]
-    assert pipeline.semisup_runs(semisup()) == every  # absent
-    assert pipeline.semisup_runs(semisup(methods=None)) == every
-    assert pipeline.semisup_runs(semisup(methods=[])) == []
-    assert pipeline.semisup_runs(semisup(methods=["simclr"])) == [every[1]]
 
 
 def test_a_jobs_record_sits_beside_its_first_output(p):
