@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sempos.config import deep_merge, load_params, method_settings, validate
+from sempos.config import check_method_graph, deep_merge, load_params, method_settings, validate
 from sempos.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,6 +106,7 @@ def test_method_settings_resolve_every_section():
     assert s["backbone"] == p["backbone"] and s["backbone"] is not p["backbone"]
     plain = method_settings(p, "mocov2")
     assert plain["augment"] == p["augment"] and plain["pretrain"] == p["pretrain"]
+    assert method_settings(p, "random_init")["hp"] == {"algo": "none"}  # its `seeds` pick runs, not a setting
 
 
 def test_a_missing_top_level_section_is_reported_at_the_top_level():
@@ -133,3 +134,10 @@ def test_an_invalid_merge_names_the_params_file_and_every_overlay(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_params(tmp_path / "b.yaml")  # not a whole params file
     assert str(err.value).startswith(f"invalid {tmp_path / 'b.yaml'}:\n")
+
+
+def test_positives_without_a_source_are_augmented_pairs_which_have_no_partners():
+    with pytest.raises(ConfigError) as err:
+        check_method_graph({"h": {"algo": "simclr", "positives": {"variant": "M"}}}, "p.yaml")
+    assert str(err.value) == ("invalid p.yaml: methods.h: positives.variant: M needs an extra pair list "
+                              "(positives.source mined, oracle or random), not source augment")
