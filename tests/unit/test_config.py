@@ -154,7 +154,7 @@ def test_every_semantic_error_names_the_params_source():
     assert _error(graph, "x.yaml") == "invalid x.yaml: methods.h.positives.from only applies to mined sources"
     seeds = deep_merge(params(), {"seeds": [1]})  # random_init runs seed 0 only
     assert _error(seeds, "x.yaml").startswith("invalid x.yaml: methods.random_init.seeds [0] keeps none of the ")
-    assert _error(deep_merge(params(), {"pretrain": {"epochs": 0}})).startswith("invalid params:\n  pretrain.epochs")
+    assert _error(deep_merge(params(), {"pretrain": {"epochs": -1}})).startswith("invalid params:\n  pretrain.epochs")
 
 
 def test_both_partner_switches_are_named_together():
