@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sempos.config import check_method_graph, deep_merge, load_params, method_settings, validate
+from sempos.config import check_method_graph, deep_merge, digest, load_params, method_settings, validate
 from sempos.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -202,3 +202,10 @@ def test_a_merge_shares_no_mutable_value_with_its_inputs():
     merged["b"]["d"]["list"].append(0)
     merged["e"]["list"].append(0)
     assert base == {"a": {"list": [1]}, "b": {"c": 1}} and over == {"b": {"d": {"list": [2]}}, "e": {"list": [3]}}
+
+
+def test_a_digest_is_the_sha256_prefix_of_the_key_sorted_json():
+    import hashlib
+
+    assert digest({"b": [1, 2], "a": {"y": 1, "x": None}}) == digest({"a": {"x": None, "y": 1}, "b": [1, 2]}) == \
+        hashlib.sha256(b'{"a": {"x": null, "y": 1}, "b": [1, 2]}').hexdigest()[:16] == "8083169afea55476"
