@@ -15,6 +15,18 @@ def _unit(rows):
     return F.normalize(torch.tensor(rows, dtype=torch.float32), dim=1)
 
 
+def test_a_fresh_bank_holds_unit_rows_of_no_image_and_no_label_and_integer_counters():
+    bank = MemoryBank(size=5, dim=3)
+    assert torch.allclose(bank.bank.norm(dim=1), torch.ones(5))
+    assert bank.ids.tolist() == [-1] * 5 and bank.labels.tolist() == [-1] * 5
+    bank.push(torch.randn(2, 3))  # neither ids nor labels: both stored as unknown
+    assert bank.ids.tolist() == [-1] * 5 and bank.labels.tolist() == [-1] * 5
+    # the checkpoint's bookkeeping is integer: ids, labels, write pointer, fill count
+    assert {k: v.dtype for k, v in bank.state_dict().items() if k != "bank"} == dict.fromkeys(
+        ("ptr", "ids", "labels", "filled"), torch.long)
+    assert int(bank.ptr) == 2 and int(bank.filled) == 2
+
+
 def test_push_fills_in_fifo_order_and_wraps_around():
     bank = MemoryBank(size=4, dim=2)
     first = _unit([[1, 0], [0, 1], [1, 1]])
@@ -69,6 +81,14 @@ def test_purity_ignores_unknown_labels_on_either_side():
     # anchor 0: 2 of 2 share label 5; anchor 1: row 1 is label 6, row 3 unknown; anchor 2 has no label.
     assert bank.purity(anchors, idx).item() == pytest.approx(2 / 3)
     assert bank.purity(torch.tensor([-1]), idx[:1]).item() == 0.0  # nothing to count
+
+
+def test_purity_counts_label_zero_and_a_single_valid_pair():
+    bank = MemoryBank(size=4, dim=2)
+    bank.push(torch.randn(4, 2), labels=torch.tensor([0, 1, 0, -1]))
+    # class 0 is a real label: one known pair (anchor 0 -> row 0), which matches; row 3 is unknown
+    assert bank.purity(torch.tensor([0, 1]), torch.tensor([[0], [3]])).item() == 1.0
+    assert bank.purity(torch.tensor([1, 0]), torch.tensor([[0], [2]])).item() == 0.5
 
 
 def test_self_hit_rate_counts_anchors_that_retrieve_their_own_image():

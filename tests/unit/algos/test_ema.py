@@ -54,6 +54,8 @@ def test_constant_momentum_without_the_cosine_schedule():
     mocov2 = _algo("mocov2", queue_size=8, ema=0.9)
     assert [mocov2.ema_momentum(p) for p in (0.0, 0.5, 0.99)] == [0.9, 0.9, 0.9]
     assert _algo("simclr").momentum_pairs() == []
+    # Without an EMA target the momentum is 0: the "target" is the online network itself (SimSiam = BYOL, m = 0).
+    assert [_algo(name).ema_momentum(0.5) for name in ("simclr", "simsiam", "nnclr")] == [0.0, 0.0, 0.0]
 
 
 def _trainer(tmp_path, epochs):

@@ -62,6 +62,49 @@ def test_byol_heads_follow_the_paper():
     assert _layout(m.projector_t) == _layout(m.projector)
 
 
+def _head(in_dim, hidden, out_dim, layers, last_bn):
+    """The layout of mlp(): Linear-BN-ReLU blocks, then a Linear with a bias unless an affine-free BN follows."""
+    out, dim = [], in_dim
+    for _ in range(layers - 1):
+        out += [("Linear", dim, hidden, False), ("BN", hidden, True), "ReLU"]
+        dim = hidden
+    return out + ([("Linear", dim, out_dim, False), ("BN", out_dim, False)] if last_bn
+                  else [("Linear", dim, out_dim, True)])
+
+
+# (algo, extra hp): projector (layers, last BN), predictor (layers, last BN) or None, target projector's name
+PAPER_HEADS = [
+    ("simclr", {}, (2, False), None, None),  # SimCLR: a 2-layer projection head
+    ("mocov2", {}, (2, False), None, "projector_k"),  # MoCo-v2: SimCLR's 2-layer MLP head
+    # MoCo-v3's ViT path (SNCLR's code): a 3-layer projector and a predictor both ending in BN(affine=False)
+    ("mocov3", {}, (3, True), (2, True), "projector_k"),
+    ("mocov3", {"pred_last_bn": False}, (3, True), (2, False), "projector_k"),  # its ResNet recipe
+    ("snclr", {}, (3, True), (2, True), "projector_k"),
+    ("nnclr", {}, (3, True), (2, False), None),  # NNCLR: 3-layer projector with output BN, 2-layer predictor
+]
+
+
+@pytest.mark.parametrize("algo,hp,proj,pred,target", PAPER_HEADS)
+def test_heads_follow_the_papers(algo, hp, proj, pred, target):
+    cls = registry.get(algo)
+    m = cls(LinearBackbone(), {**{k: v for k, v in HEADS.items() if k in cls.HPARAMS}, **hp}, 10)
+    assert _layout(m.projector) == _head(8, 12, 10, *proj)
+    if pred is None:
+        assert not hasattr(m, "predictor")
+    else:
+        assert _layout(m.predictor) == _head(10, 6, 10, *pred)
+    if target:
+        assert _layout(getattr(m, target)) == _layout(m.projector)
+
+
+def test_head_depth_has_no_default():
+    from sempos.algos.heads import mlp
+
+    with pytest.raises(TypeError):
+        mlp(4, 8, 2)
+    assert _layout(mlp(4, 8, 2, layers=1)) == [("Linear", 4, 2, True)]
+
+
 def _neg_cos(p, z):
     """-cos(p_i, z_i) per row, by hand."""
     return -(p * z).sum(1) / (p.norm(dim=1) * z.norm(dim=1))

@@ -256,26 +256,56 @@ def test_nnclr_pairs_each_views_neighbour_with_the_other_views_prediction(monkey
     assert m.bank.ids.tolist() == [0, 1, 12, 13]
 
 
-def test_nnclr_k3_picks_one_of_the_three_nearest_from_the_global_rng(monkeypatch):
+# By cosine, view 1's image 0 lies nearest e0, then e2, then e1; image 1 nearest e1, then e0, then e3.
+@pytest.mark.parametrize("k,nearest", [(2, ((0, 2), (1, 0))), (3, ((0, 2, 1), (1, 0, 3)))])
+def test_nnclr_k_picks_one_of_the_k_nearest_from_the_global_rng(monkeypatch, k, nearest):
     from sempos.algos import nnclr as nnclr_module
 
     picked = []
     monkeypatch.setattr(nnclr_module, "nnclr_loss", lambda nn, p, t: picked.append(nn.argmax(1)) or nn.sum())
-    m, x1, x2 = _nnclr_by_hand(k=3)
+    m, x1, x2 = _nnclr_by_hand(k=k)
     batch = Batch(torch.arange(2), torch.arange(2), 0, 0, 0.0)
     seen = set()
     for seed in range(12):
         torch.manual_seed(seed)
         m.bank.bank.copy_(torch.eye(4))  # undo the step's push
         m(x1, x2, batch)
-        rows = picked[-2].tolist()  # view 1's neighbours; by cosine: row 0 -> e0, e2, e1; row 1 -> e1, e0, e3
-        assert rows[0] in (0, 2, 1) and rows[1] in (1, 0, 3)
+        rows = picked[-2].tolist()  # view 1's neighbours
+        assert rows[0] in nearest[0] and rows[1] in nearest[1]
         seen.add(tuple(rows))
         torch.manual_seed(seed)
         m.bank.bank.copy_(torch.eye(4))
         m(x1, x2, batch)
         assert picked[-2].tolist() == rows  # a function of the global RNG's state
-    assert {r[0] for r in seen} == {0, 1, 2}
+    assert {r[0] for r in seen} == set(nearest[0])
+
+
+def test_nnclr_k1_takes_the_nearest_without_drawing_from_the_global_rng():
+    m, x1, x2 = _nnclr_by_hand(k=1)
+    state = torch.get_rng_state()
+    nn1, idx = m._neighbour(x1.flatten(1))
+    assert torch.equal(torch.get_rng_state(), state)  # K = 1 is deterministic: other random draws are unmoved
+    assert idx.tolist() == [[0], [1]] and torch.equal(nn1, torch.eye(4)[[0, 1]])
+
+
+def test_nnclr_diagnostics_score_each_anchors_own_neighbour():
+    m, x1, x2 = _nnclr_by_hand(k=1)
+    m.bank.labels.copy_(torch.tensor([0, 1, 2, 0]))
+    m.diag_labels = torch.zeros(14, dtype=torch.long)
+    m.diag_labels[13] = 2
+    # Anchors 10 and 13 retrieve bank rows 0 (id 10, label 0) and 1 (id 11, label 1): one self hit,
+    # one label match. (Against the whole bank anchor 13 would find its id and label 2 elsewhere.)
+    out = m(x1, x2, Batch(torch.tensor([10, 13]), torch.tensor([10, 13]), 0, 0, 0.0))
+    assert out["self_hit"].item() == 0.5 and out["purity"].item() == 0.5
+
+
+@pytest.mark.parametrize("algo,k_min", [("nnclr", 1), ("snclr", 0)])
+def test_neighbour_count_may_be_anything_from_its_minimum_to_the_bank_size(algo, k_min):
+    for k in (k_min, 64):
+        assert _model(algo, k=k).hp["k"] == k
+    for k in (k_min - 1, 65):
+        with pytest.raises(ConfigError, match=f"k={k} must lie in"):
+            _model(algo, k=k)
 
 
 def test_vit_small_is_moco_v3s_vit_s_and_dispatches_from_build_backbone():
@@ -341,3 +371,38 @@ def test_resume_without_the_global_rng_state_would_differ(tmp_path, monkeypatch)
     monkeypatch.setattr(torch, "set_rng_state", lambda state: None)
     a, b = _kill_and_resume(tmp_path, "nnclr", k=3)
     assert [k for k in a if not torch.equal(a[k], b[k])]
+
+
+def test_snclr_learnable_attention_applies_the_threshold():
+    m = _model("snclr", attn_proj="learnable", threshold=True)
+    g = torch.Generator().manual_seed(4)
+    y, nb = torch.randn(5, 16, generator=g), torch.randn(5, 3, 16, generator=g)
+    with torch.no_grad():
+        w = m._weights(y, nb)
+        unthresholded = m.attn(y, nb, threshold=False)
+    # softmax over K = 3: every row has a weight at or below 1/3, which the threshold zeroes
+    assert ((w == 0).sum(1) >= 1).all() and (w > 0).any()
+    assert torch.equal(w, torch.where(unthresholded > 1 / 3, unthresholded, torch.zeros_like(w)))
+
+
+def test_snclr_without_neighbours_gives_the_loss_empty_neighbour_sets_of_its_shapes(monkeypatch):
+    from sempos.algos import snclr as snclr_module
+
+    shapes = []
+    real = snclr_module.snclr_code_loss
+    monkeypatch.setattr(snclr_module, "snclr_code_loss",
+                        lambda z, keys, nb, w, *a, **kw: shapes.append((tuple(nb.shape), tuple(w.shape)))
+                        or real(z, keys, nb, w, *a, **kw))
+    b = 6  # != proj_dim, so [B, K, D] cannot be confused with [D, K, D]
+    _model("snclr", k=0)(*_views(b=b), _batch(b=b))
+    assert shapes == [((b, 0, 16), (b, 0))] * 2  # neighbours [B, K, D], weights [B, K] with K = 0
+
+
+@pytest.mark.parametrize("scope,rows", [("global", 8), ("per_gpu", 4)])
+def test_snclr_bank_scope_decides_whether_pushes_are_gathered(monkeypatch, scope, rows):
+    from sempos import dist
+
+    m = _model("snclr", bank_scope=scope)
+    monkeypatch.setattr(dist, "gather", lambda t: torch.cat([t, t]))  # two processes with equal rows
+    m.bank.push(torch.randn(4, 16), ids=torch.arange(4))
+    assert int(m.bank.ptr) == rows and m.bank.ids[:rows].tolist() == (list(range(4)) * 2)[:rows]

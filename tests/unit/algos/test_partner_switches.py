@@ -193,6 +193,27 @@ def test_mocov2_variant_m_positives_are_the_keys_of_the_same_image_or_a_partner(
     assert calls[0]["queue_mask"] is None  # variant M alone leaves the queue whole
 
 
+def test_mocov2_variant_m_with_mask_partners_also_masks_the_queue(monkeypatch):
+    calls, _ = _mocov2_step(monkeypatch, "multi_positive_infonce", multi_positive=True, mask_partners=True)
+    assert torch.equal(calls[0]["queue_mask"], QMASK_A) and torch.equal(calls[1]["queue_mask"], QMASK_B)
+
+
+def test_mocov2_one_sided_step_masks_by_the_query_ids_and_enqueues_the_key_ids(monkeypatch):
+    """symmetric False: queries of side A only, against keys of side B (ids B) and the queue."""
+    rec = Recorder(mocov2_module.multi_positive_infonce)
+    monkeypatch.setattr(mocov2_module, "multi_positive_infonce", rec)
+    torch.manual_seed(0)
+    m = mocov2_module.MoCoV2(build_backbone("resnet18_cifar", width=2, in_channels=1),
+                             {**HEADS, "queue_size": 6, "symmetric": False}, 10, partners=_index(),
+                             multi_positive=True, mask_partners=True).eval()
+    m.queue.ids.copy_(QUEUE_IDS)
+    m(*_views(), Batch(A, B, 0, 0, 0.0))
+    (call,) = rec.calls
+    assert torch.equal(call["pos_mask"], _bool(4, 4, [(0, 0), (1, 1), (2, 2), (3, 3), (1, 3), (3, 1)]))
+    assert torch.equal(call["queue_mask"], QMASK_A)
+    assert m.queue.ids.tolist() == B.tolist() + QUEUE_IDS[4:].tolist() and int(m.queue.ptr) == 4
+
+
 # ---------------------------------------------------------------- through the trainer
 
 RT = {"device": "cpu", "threads": 1, "precision": "fp32", "channels_last": False, "progress": False}

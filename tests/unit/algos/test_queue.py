@@ -18,6 +18,14 @@ def test_queue_fifo_order_and_wraparound():
     assert torch.equal(q.keys[2], first[2])  # the oldest surviving key is untouched
 
 
+def test_queue_starts_with_random_unit_keys_of_no_image_and_unknown_ids_stay_unknown():
+    q = KeyQueue(size=5, dim=3)
+    assert torch.allclose(q.keys.norm(dim=1), torch.ones(5)) and q.ids.tolist() == [-1] * 5
+    q.push(torch.ones(2, 3), torch.tensor([7, 8]))
+    q.push(torch.ones(2, 3))  # keys without image ids: never masked as anyone's own image
+    assert q.ids.tolist() == [7, 8, -1, -1, -1] and q.ids.dtype == torch.long
+
+
 def test_queue_push_larger_than_queue_keeps_newest():
     q = KeyQueue(size=3, dim=1)
     q.push(torch.arange(7, dtype=torch.float32).view(7, 1))
