@@ -317,9 +317,11 @@ MUTATION_TESTS = {
     "sempos.train.optim": ("unit/train/", "unit/algos/test_ema.py"),
     "sempos.eval.knn": ("unit/eval/test_eval.py", "unit/stages/"),
     "sempos.report.tables": ("unit/report/",),
-    "sempos.config": ("unit/test_config.py", "unit/positives/test_positive_sources.py",
-                      "unit/algos/test_partner_switches.py", "workflow/test_dvc_sync.py"),
-    "sempos.pipeline": ("unit/test_pipeline.py", "workflow/test_dvc_sync.py", "workflow/test_codedeps.py"),
+    "sempos.config": ("unit/test_config.py", "unit/test_config_controls.py",
+                      "unit/positives/test_positive_sources.py", "unit/algos/test_partner_switches.py",
+                      "workflow/test_dvc_sync.py"),
+    "sempos.pipeline": ("unit/test_pipeline.py", "unit/test_pipeline_controls.py", "workflow/test_dvc_sync.py",
+                        "workflow/test_codedeps.py"),
 }
 
 

@@ -159,7 +159,7 @@ def _check_seeds_and_controls(params: Mapping, source: str) -> None:
                 raise ConfigError(f"invalid {source}: methods.{name} runs seeds {missing} that '{other}' does not "
                                   f"(it needs that run's seed); give '{other}' those seeds too")
     for section in ("semisup", "detection"):
-        chosen = (params.get("eval", {}).get(section) or {}).get("methods") or []
+        chosen = (params["eval"].get(section) or {}).get("methods") or []
         unknown = sorted(set(chosen) - set(methods))
         if unknown:
             raise ConfigError(f"invalid {source}: eval.{section}.methods {unknown} are not methods; "
@@ -167,16 +167,18 @@ def _check_seeds_and_controls(params: Mapping, source: str) -> None:
 
 
 def _semantic_checks(params: Mapping, source: str) -> None:
-    """Names that must refer to something else in params (the schema cannot check cross-references)."""
+    """Names that must refer to something else in params (the schema cannot check cross-references).
+
+    Runs after the schema check, so the sections it requires (report, eval, data) are there."""
     methods = params["methods"]
-    baseline = params.get("report", {}).get("baseline")
+    baseline = params["report"].get("baseline")
     if baseline and baseline not in methods:
         raise ConfigError(
             f"invalid {source}: report.baseline '{baseline}' is not a method; choose one of {sorted(methods)}"
         )
     check_method_graph(methods, source)
     _check_seeds_and_controls(params, source)
-    semi = params.get("eval", {}).get("semisup")
+    semi = params["eval"].get("semisup")
     if semi:
         have = {float(f) for f in params["data"].get("semi_fractions", [])}
         missing = [f for f in semi["fractions"] if float(f) not in have]

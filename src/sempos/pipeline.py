@@ -61,7 +61,7 @@ WILDCARD_PATTERNS = {"ds": "[a-z0-9_]+", "method": "[a-z][a-z0-9_]*", "seed": "[
 
 
 def fill(pattern: str, wc: Wc) -> str:
-    return pattern.format(**wc).rstrip("/")
+    return pattern.format(**wc).removesuffix("/")
 
 
 def _no_modules(p: dict, wc: Wc) -> list[str]:
@@ -88,7 +88,7 @@ class Stage:
     def record(self) -> str:
         """Template of the job's record: its first output with the suffix .record.json."""
         first = next(iter(self.outputs.values()))
-        base = Path(first.rstrip("/"))
+        base = Path(first)  # a directory's trailing "/" is no part of the Path
         stem = base if first.endswith("/") else base.with_suffix("")
         return f"{stem}{RECORD_SUFFIX}"
 
@@ -585,7 +585,7 @@ class SnakemakeView:
         from snakemake.io import directory
 
         stage = STAGES[name]
-        outs = {n: directory(o.rstrip("/")) if o.endswith("/") else o for n, o in stage.outputs.items()}
+        outs = {n: directory(o.removesuffix("/")) if o.endswith("/") else o for n, o in stage.outputs.items()}
         return {**outs, "record": stage.record}
 
     def log(self, name: str) -> str:

@@ -308,3 +308,119 @@ def test_detection_runs_on_the_pretraining_datasets_proxy_unless_a_dataset_is_na
     assert pipeline.detection_dataset(q) == p["data"]["pretrain"] == "fmnist"
     q["eval"]["detection"]["dataset"] = "voc"
     assert pipeline.detection_dataset(q) == "voc"
+
+
+def test_help_documents_the_command_and_every_option(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # the usage on one line (argparse wraps at the terminal's width)
+    with pytest.raises(SystemExit) as exit_:
+        pipeline.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m sempos.pipeline [-h] ")
+    words = " ".join(out.split())  # each option followed by its help, however argparse lays them out
+    assert "--configfile CONFIGFILE overlay(s) merged on top --params-out" in words
+    assert ("--params-out PARAMS_OUT dvc with overlays: where to write the merged params "
+            "(default: params.<overlay>.yaml beside the output) -o") in words
+    assert words.endswith(" -o OUTPUT, --output OUTPUT write here instead of stdout")
+
+
+def test_dvc_yaml_lines_break_after_the_word_that_passes_column_120(small):
+    # "    cmd: python -m sempos.stages.knn --params " is 46 characters: this name ends the word at column 121.
+    params_file = "cfg/" + "p" * 66 + ".yaml"
+    lines = pipeline.render_dvc(small[1], params_file).splitlines()
+    at = lines.index("  knn-fmnist-simclr-seed0:")
+    assert lines[at + 1:at + 3] == [f"    cmd: python -m sempos.stages.knn --params {params_file}",
+                                    "      --ds fmnist --method simclr --seed 0"]
+    assert len(lines[at + 1]) == 121
+
+
+def _imagenet100(p, **data):
+    """The default params with ImageNet-100 (an encoded dataset) as the pretraining set."""
+    return {**p, "data": {**{k: v for k, v in p["data"].items() if k != "semi_fractions"},
+                          "pretrain": "imagenet100", **data}}
+
+
+def test_download_records_the_copys_root_and_subset_lists_of_an_encoded_pretraining_set_only(p):
+    params = STAGES["download"].params
+    q = _imagenet100(p, root="/data/in100", semi_fractions=[1, 10])
+    assert params(q, {"ds": "imagenet100"}) == ["data.root", "data.semi_fractions"]
+    assert params(_imagenet100(p, root="/data/in100"), {"ds": "imagenet100"}) == ["data.root"]
+    assert params(_imagenet100(p), {"ds": "imagenet100"}) == []
+    assert params(q, {"ds": "imagenet"}) == []  # encoded, but not what this run pretrains on
+    assert params(q, {"ds": "digits"}) == []  # a transfer target: a tensor dataset
+    assert params(p, {"ds": "fmnist"}) == []  # the pretraining set, but not encoded
+
+
+def test_encoded_datasets_are_packed_and_prepared_from_their_shards(p):
+    q = _imagenet100(p)
+    assert pipeline.needed_datasets(q) == ["digits", "imagenet100"]
+    assert pipeline.encoded_datasets(q) == ["imagenet100"]
+    assert STAGES["pack"].instances(q) == [{"ds": "imagenet100"}]
+    assert pipeline.encoded_datasets(p) == [] and STAGES["pack"].instances(p) == []
+    prepare = STAGES["prepare"].inputs
+    assert prepare(q, {"ds": "imagenet100"}) == {"raw": "data/raw/imagenet100",
+                                                 "shards": "data/shards/imagenet100.pt"}
+    assert prepare(q, {"ds": "digits"}) == {"raw": "data/raw/digits"}
+
+
+def test_linear_probe_reads_features_or_with_the_augmented_protocol_the_backbone_and_images(p):
+    linear = {k: v for k, v in p["eval"]["linear"].items() if k != "protocol"}
+    def with_protocol(**proto):
+        return {**p, "eval": {**p["eval"], "linear": {**linear, **proto}}}
+
+    features = {"features": "features/fmnist/simclr/seed0/fmnist.pt"}
+    assert STAGES["linear"].inputs(with_protocol(), RUN) == features  # the default protocol
+    assert STAGES["linear"].inputs(with_protocol(protocol="features"), RUN) == features
+    assert STAGES["linear"].inputs(with_protocol(protocol="augmented"), RUN) == {
+        "backbone": "runs/fmnist/simclr/seed0/backbone.pt", "prepared": "data/prepared/fmnist.pt"}
+
+
+def test_finetuning_runs_on_single_label_dataset_targets_only_when_asked(p):
+    def transfer(**kw):
+        return {**p, "eval": {**p["eval"], "transfer": {**p["eval"]["transfer"], **kw}}}
+
+    targets = ["cifar10", "fmnist_heldout", "voc2007", "digits"]  # a derived split, a multi-label set
+    assert pipeline.finetune_targets(transfer(targets=targets, finetune=True)) == ["cifar10", "digits"]
+    assert pipeline.finetune_targets(transfer(targets=targets, finetune=False)) == []
+    no_key = {k: v for k, v in transfer(targets=targets)["eval"]["transfer"].items() if k != "finetune"}
+    assert pipeline.finetune_targets({**p, "eval": {**p["eval"], "transfer": no_key}}) == []
+
+
+def test_a_jobs_code_deps_include_the_launcher_only_when_launched_on_gpus(p):
+    gpu_p = {**p, "runtime": {**p["runtime"], "gpus_per_job": 1}}
+    stage = STAGES["pretrain"]
+    assert pipeline.job_modules(stage, gpu_p, RUN) == ("sempos.stages.pretrain", "sempos.algos.simclr")
+    assert pipeline.job_modules(stage, gpu_p, RUN, True) == ("sempos.stages.pretrain", "sempos.algos.simclr",
+                                                              "sempos.launch")
+    assert pipeline.job_modules(stage, p, RUN, True) == ("sempos.stages.pretrain", "sempos.algos.simclr")
+    # dvc.yaml runs the stage module itself; Snakemake's rules wrap it in the launcher
+    assert "src/sempos/launch.py" not in pipeline.code_files(stage, gpu_p, RUN)
+    launched = pipeline.code_files(stage, gpu_p, RUN, launched=True)
+    assert set(launched) - set(pipeline.code_files(stage, gpu_p, RUN)) == {"src/sempos/launch.py"}
+
+
+def test_the_report_reads_every_result_of_the_dag_by_kind_in_run_order(small):
+    q = small[1]  # seed 0 of random_init, simclr, simclr_sepp; semisup on simclr_sepp; transfer to digits
+    q = {**q, "eval": {**q["eval"], "transfer": {**q["eval"]["transfer"], "finetune": True},
+                       "detection": {**q["eval"]["detection"], "methods": ["simclr"]}}}
+    runs = ["random_init/seed0", "simclr/seed0", "simclr_sepp/seed0"]
+    assert STAGES["report"].inputs(q, {}) == {
+        "history": [f"runs/fmnist/{r}/history.csv" for r in runs],
+        "positives": [f"runs/fmnist/{r}/positives.json" for r in runs],
+        "knn": [f"results/knn/fmnist/{r}/metrics.json" for r in runs],
+        "linear": [f"results/linear/fmnist/{r}/metrics.json" for r in runs],
+        "transfer": [f"results/transfer/digits/fmnist/{r}/metrics.json" for r in runs],
+        "transfer_ft": [f"results/transfer_ft/digits/fmnist/{r}/metrics.json" for r in runs],
+        "semisup": ["results/semisup/fmnist/simclr_sepp/seed0/frac10/metrics.json"],
+        "detect": ["results/detect/fmnist/simclr/seed0/metrics.json"],
+        "pairs": ["pairs/fmnist/simclr_sepp/seed0.json"],
+    }
+
+
+def test_a_jobs_record_sits_beside_its_first_output(p):
+    assert STAGES["download"].record == "data/raw/{ds}.record.json"  # beside the directory, not in it
+    assert STAGES["pretrain"].record == "runs/{ds}/{method}/seed{seed}/backbone.record.json"
+    assert pipeline.job("download", p, {"ds": "fmnist"}).record == "data/raw/fmnist.record.json"
+    # a directory's dots are part of its name, a file's suffix is not
+    dotted = pipeline.Stage("x", (), {"out": "results/v1.2/"}, lambda p, wc: {}, lambda p, wc: [], lambda p: [{}])
+    assert dotted.record == "results/v1.2.record.json"
