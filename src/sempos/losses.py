@@ -5,6 +5,8 @@ Each is tested against analytic values and a hand-written loop reference in test
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -25,7 +27,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float,
     drop = torch.eye(2 * n, dtype=torch.bool, device=z.device)
     if neg_mask is not None:
         drop = drop | (neg_mask & ~F.one_hot(target, 2 * n).bool())
-    return F.cross_entropy(sim.masked_fill(drop, float("-inf")), target)
+    return F.cross_entropy(sim.masked_fill(drop, -math.inf), target)
 
 
 def infonce_queue(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float,
@@ -40,7 +42,7 @@ def infonce_queue(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, tempera
     pos = (q * k).sum(1, keepdim=True)
     neg = q @ queue.t()
     if queue_mask is not None:
-        neg = neg.masked_fill(queue_mask, float("-inf"))
+        neg = neg.masked_fill(queue_mask, -math.inf)
     logits = torch.cat([pos, neg], 1) / temperature
     return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
 
@@ -63,10 +65,10 @@ def multi_positive_infonce(q: torch.Tensor, keys: torch.Tensor, queue: torch.Ten
         raise InvalidValueError(f"pos_mask must be [{q.shape[0]}, {keys.shape[0]}], got {tuple(pos_mask.shape)}")
     batch = q @ keys.t()
     if not batch_negatives:
-        batch = batch.masked_fill(~pos_mask, float("-inf"))
+        batch = batch.masked_fill(~pos_mask, -math.inf)
     neg = q @ queue.t()
     if queue_mask is not None:
-        neg = neg.masked_fill(queue_mask, float("-inf"))
+        neg = neg.masked_fill(queue_mask, -math.inf)
     logp = torch.log_softmax(torch.cat([batch, neg], 1) / temperature, dim=1)[:, : keys.shape[0]]
     per_anchor = -(logp.masked_fill(~pos_mask, 0.0).sum(1) / pos_mask.sum(1).clamp(min=1))
     return per_anchor.mean()
@@ -81,7 +83,7 @@ def multi_positive_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: floa
     """
     z = F.normalize(torch.cat([z1, z2]), dim=1)
     eye = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
-    logp = torch.log_softmax((z @ z.t() / temperature).masked_fill(eye, float("-inf")), dim=1)
+    logp = torch.log_softmax((z @ z.t() / temperature).masked_fill(eye, -math.inf), dim=1)
     pos_mask = pos_mask & ~eye
     return (-(logp.masked_fill(~pos_mask, 0.0).sum(1) / pos_mask.sum(1).clamp(min=1))).mean()
 

@@ -147,7 +147,7 @@ def pair_precision(pairs: torch.Tensor, labels: torch.Tensor) -> float:
     a, b = labels[pairs[:, 0]], labels[pairs[:, 1]]
     known = (a >= 0) & (b >= 0)
     if not bool(known.any()):
-        return float("nan")
+        return math.nan
     return 100.0 * (a[known] == b[known]).float().mean().item()
 
 
@@ -179,7 +179,7 @@ def diagnostics(pairs_pos: torch.Tensor, cos: torch.Tensor, idx: torch.Tensor, l
         "pair_precision": pair_precision(pairs_pos, labels),
         "pairs_per_image_hist": _hist(anchored),
         "images_in_pairs_hist": _hist(involved),
-        "coverage": 100.0 * (involved > 0).float().mean().item() if n_images else float("nan"),
+        "coverage": 100.0 * (involved > 0).float().mean().item() if n_images else math.nan,
         "neighbour_precision_at_k": at_k,
         "cos_quantiles": dict(zip(["q10", "q50", "q90"], torch.quantile(cos.float(), q).tolist())) if len(cos) else {},
     }
@@ -249,7 +249,7 @@ def mine(backbone_path: Path, prepared: dict, cfg: Mapping | SamplerConfig | Non
 def pairs_csv(pairs: torch.Tensor, cos: torch.Tensor | None = None) -> str:
     """The pair file's text: header `i,j,cos`, one pair per line, cos with 6 decimals (nan if unknown)."""
     pairs = torch.as_tensor(pairs).long().view(-1, 2)
-    cos = torch.full((len(pairs),), float("nan")) if cos is None else torch.as_tensor(cos).flatten()
+    cos = torch.full((len(pairs),), math.nan) if cos is None else torch.as_tensor(cos).flatten()
     if len(cos) != len(pairs):
         raise InvalidValueError(f"{len(pairs)} pairs but {len(cos)} cosines")
     buf = io.StringIO()

@@ -8,6 +8,7 @@ thousand items on a laptop CPU. The result is exact; there is no approximate ind
 
 from __future__ import annotations
 
+import math
 import operator
 
 import torch
@@ -118,7 +119,7 @@ def query_block_topk(emb: torch.Tensor, inv: torch.Tensor | None, qs: int, bq: i
     dev = emb.device
     q = emb[qs:qs + bq]
     rows = torch.arange(bq, device=dev)
-    best_s = torch.full((bq, k), float("-inf"), device=dev)
+    best_s = torch.full((bq, k), -math.inf, device=dev)
     best_i = torch.full((bq, k), -1, dtype=torch.long, device=dev)
     for ks in range(0, emb.shape[0], block_k):
         kb = emb[ks:ks + block_k]
@@ -129,7 +130,7 @@ def query_block_topk(emb: torch.Tensor, inv: torch.Tensor | None, qs: int, bq: i
             # The diagonal of the full matrix crosses this block: hide each query's own column.
             own = rows + qs - ks
             inside = (own >= 0) & (own < kb.shape[0])
-            sim[rows[inside], own[inside]] = float("-inf")
+            sim[rows[inside], own[inside]] = -math.inf
         # Running merge: the block's own top-k, then the top-k of (best so far, block's best).
         s, i = sim.topk(min(k, sim.shape[1]), dim=1)
         del sim

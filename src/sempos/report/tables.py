@@ -7,6 +7,7 @@ are for Markdown and LaTeX (report/stats.py defines every statistic).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -163,7 +164,7 @@ def read_budgets(files: Mapping[tuple[str, int], Path]) -> pd.DataFrame:
     for (method, seed), path in files.items():
         path = Path(path)
         d = json.loads(path.read_text()) if path.exists() else {}
-        rows[(method, int(seed))] = {k: d.get(k, float("nan")) for k in keys} | {"source": d.get("source", "augment")}
+        rows[(method, int(seed))] = {k: d.get(k, math.nan) for k in keys} | {"source": d.get("source", "augment")}
     if not rows:
         return pd.DataFrame()
     df = pd.DataFrame.from_dict(rows, orient="index")
@@ -200,7 +201,7 @@ def budget_table(budget: pd.DataFrame, methods: Mapping, order: list[str]) -> pd
 
 def _first(col: pd.Series):
     vals = col.dropna().unique()
-    return vals[0] if len(vals) == 1 else (float("nan") if not len(vals) else f"{min(vals)}–{max(vals)}")
+    return vals[0] if len(vals) == 1 else (math.nan if not len(vals) else f"{min(vals)}–{max(vals)}")
 
 
 def curve(frames: Mapping[int, pd.DataFrame], column: str) -> pd.DataFrame:
@@ -211,7 +212,7 @@ def curve(frames: Mapping[int, pd.DataFrame], column: str) -> pd.DataFrame:
     joined = pd.concat([f.assign(seed=s) for s, f in frames.items()])
     for epoch, g in joined.groupby("epoch"):
         e = stats.estimate(g[column]) if column in g else stats.EMPTY
-        steps = float(g["steps"].mean()) if "steps" in g and g["steps"].notna().any() else float("nan")
+        steps = float(g["steps"].mean()) if "steps" in g and g["steps"].notna().any() else math.nan
         rows.append({"epoch": int(epoch), "steps": steps, "n": e.n, "mean": e.mean, "ci_low": e.ci_low,
                      "ci_high": e.ci_high})
     return pd.DataFrame(rows)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,7 +208,7 @@ class Trainer:
     def knn_monitor(self) -> float:
         """Online kNN top-1 on a fixed slice (labels used only for this monitor; main process only)."""
         if self._monitor is None or not dist.is_main():
-            return float("nan")
+            return math.nan
         bx, by, qx, qy = self._monitor
         bb = self.model.backbone
         bank = extract(bb, bx, self.norm, self.rt.device)
@@ -276,7 +277,7 @@ class Trainer:
         epochs = self.cfg["epochs"] if self.model.trains else 0
         if not self.history:
             # Epoch 0: the initialisation, so convergence curves start from the same point.
-            self.history.append({"epoch": 0, "steps": 0, "loss": float("nan"), "knn_top1": self.knn_monitor(), "lr": 0.0,
+            self.history.append({"epoch": 0, "steps": 0, "loss": math.nan, "knn_top1": self.knn_monitor(), "lr": 0.0,
                                  "seconds": 0.0, "pairs_per_s": 0.0})
         for epoch in range(self.start_epoch, epochs):
             t0 = time.perf_counter()
@@ -301,7 +302,7 @@ class Trainer:
             means = {k: torch.stack([d[k] for d in logs]).mean().item() for k in logs[0]} if logs else {}
             self.history.append({
                 "epoch": epoch + 1, "steps": (epoch + 1) * self.steps_per_epoch,
-                "loss": means.pop("loss", float("nan")), "knn_top1": self.knn_monitor(),
+                "loss": means.pop("loss", math.nan), "knn_top1": self.knn_monitor(),
                 "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(secs, 3),
                 "pairs_per_s": round(self.steps_per_epoch * self.batch / max(secs, 1e-9), 1),
                 **means,  # algorithm diagnostics: neighbour purity, self-hit rate, positiveness weights
@@ -320,8 +321,7 @@ class Trainer:
             return {}
         meta = {**backbone_kwargs(self.job.settings["backbone"], bb.in_channels, self.size), "feat_dim": bb.feat_dim,
                 "norm_mean": self.norm.mean.flatten().tolist(), "norm_std": self.norm.std.flatten().tolist(),
-                "method": self.job.settings["name"], "algo": self.job.settings["algo"], "seed": self.job.seed,
-                "image_size": self.size}
+                "method": self.job.settings["name"], "algo": self.job.settings["algo"], "seed": self.job.seed}
         save_text(history_csv(self.history), self.job.run_dir / "history.csv")
         state = {k: v.detach().cpu() for k, v in bb.state_dict().items()}
         save_torch({"meta": meta, "state_dict": state}, self.job.run_dir / "backbone.pt")
