@@ -71,6 +71,24 @@ def test_killed_mid_epoch_and_resumed_equals_uninterrupted(tmp_path, index, algo
     assert [h["knn_top1"] for h in straight.history] == [h["knn_top1"] for h in resumed.history]
 
 
+def test_a_resume_inside_an_early_epoch_runs_the_later_epochs_whole(tmp_path, index):
+    """Only the epoch that was cut short starts at the saved step and carries its logs; the next starts at 0."""
+    settings = _settings(epochs=3)
+    straight = _run(settings, tmp_path / "straight", index)
+
+    def kill(epoch, step):
+        if epoch == 1 and step == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        _run(settings, tmp_path / "resumed", index, on_step=kill)
+    resumed = _run(settings, tmp_path / "resumed", index)
+    assert (resumed.start_epoch, resumed.start_step) == (1, 2)
+    _same(straight, resumed)
+    assert [h["steps"] for h in resumed.history] == [h["steps"] for h in straight.history]
+    assert [h["loss"] for h in straight.history][1:] == [h["loss"] for h in resumed.history][1:]
+
+
 def test_weights_do_not_depend_on_workers_or_decode_path(tmp_path, index):
     settings = _settings(epochs=1)
     base = _run(settings, tmp_path / "w0", index)
