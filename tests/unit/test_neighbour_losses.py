@@ -82,7 +82,6 @@ def test_threshold_zeroes_weights_at_or_below_uniform_and_keeps_the_rest():
     assert torch.equal(wt[keep], w[keep]) and (wt[~keep] == 0).all()
 
 
-
 def test_snclr_threshold_zeroes_a_weight_of_exactly_one_over_k():
     """`<= 1/K` is dropped: K equal neighbours each get exactly 1/4, so all four go."""
     y = torch.tensor([[1.0, 2.0, 0.5]])
