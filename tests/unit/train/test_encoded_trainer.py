@@ -49,18 +49,21 @@ def _same(a, b):
         assert torch.equal(sa[k], sb[k]), k
 
 
-@pytest.mark.parametrize("algo,hp", [("simclr", {}), ("mocov2", {"queue_size": 32})])
-def test_killed_mid_epoch_and_resumed_equals_uninterrupted(tmp_path, index, algo, hp):
-    settings = _settings(algo, **hp)
-    straight = _run(settings, tmp_path / "straight", index)
-    assert straight.steps_per_epoch == 3
-
+def _run_killed_in_epoch_1_after_2_steps(settings, run_dir, index):
     def kill(epoch, step):
         if epoch == 1 and step == 2:
             raise Killed
 
     with pytest.raises(Killed):
-        _run(settings, tmp_path / "resumed", index, on_step=kill)
+        _run(settings, run_dir, index, on_step=kill)
+
+
+@pytest.mark.parametrize("algo,hp", [("simclr", {}), ("mocov2", {"queue_size": 32})])
+def test_killed_mid_epoch_and_resumed_equals_uninterrupted(tmp_path, index, algo, hp):
+    settings = _settings(algo, **hp)
+    straight = _run(settings, tmp_path / "straight", index)
+    assert straight.steps_per_epoch == 3
+    _run_killed_in_epoch_1_after_2_steps(settings, tmp_path / "resumed", index)
     state = torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=False)
     assert (state["epoch"], state["step"]) == (0, 2)  # inside epoch 1, after 2 of its 3 steps
     assert not (tmp_path / "resumed" / "backbone.pt").exists()
@@ -75,13 +78,7 @@ def test_a_resume_inside_an_early_epoch_runs_the_later_epochs_whole(tmp_path, in
     """Only the epoch that was cut short starts at the saved step and carries its logs; the next starts at 0."""
     settings = _settings(epochs=3)
     straight = _run(settings, tmp_path / "straight", index)
-
-    def kill(epoch, step):
-        if epoch == 1 and step == 2:
-            raise Killed
-
-    with pytest.raises(Killed):
-        _run(settings, tmp_path / "resumed", index, on_step=kill)
+    _run_killed_in_epoch_1_after_2_steps(settings, tmp_path / "resumed", index)
     resumed = _run(settings, tmp_path / "resumed", index)
     assert (resumed.start_epoch, resumed.start_step) == (1, 2)
     _same(straight, resumed)
