@@ -59,12 +59,16 @@ detectron2: setup
 # Mutation testing of the core modules with mutmut (pinned in the `mutation` extra; pyproject.toml's
 # [tool.mutmut] names the modules and the tests). Not part of `make test`; docs/results.md has the score.
 # A fresh run each time; MUTANTS narrows it (e.g. MUTANTS='sempos.losses*'), NICE lowers its priority.
+# tools/mutmut_run.py skips the equivalent mutants listed in tools/mutation_equivalents.yaml;
+# EQUIVALENTS=run runs them as well (to check that each still survives and no longer needs listing).
 NICE ?= 10
 MUTANTS ?=
+EQUIVALENTS ?= skip
 mutation: setup
 	$(PY) -m pip install --quiet -e '.[mutation]'
 	rm -rf mutants
-	start=$$(date +%s); nice -n $(NICE) $(VENV)/bin/mutmut run --max-children $(CORES) $(MUTANTS) && \
+	start=$$(date +%s); nice -n $(NICE) $(PY) tools/mutmut_run.py $(if $(filter run,$(EQUIVALENTS)),--run-equivalents) \
+	  --max-children $(CORES) $(MUTANTS) && \
 	  echo "mutmut run took $$(( $$(date +%s) - start )) s" | tee mutants/elapsed.txt
 	$(VENV)/bin/mutmut results --all true | $(PY) tools/mutation_summary.py --times mutants/mutant-times.tsv \
 	  > mutants/summary.md

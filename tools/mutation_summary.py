@@ -1,8 +1,9 @@
 """Per-module mutation score from `mutmut results --all true` (read on stdin), as markdown.
 
-Score = killed / (mutants checked - skipped). A timeout counts as killed (the mutant made the tests hang or
-run 15x longer: they noticed); "no tests" and "survived" count against the score. Mutants a stopped run did
-not reach ("not checked") are counted apart. Below the table: the survivors grouped by function and, with
+Score = killed / mutants checked. A timeout counts as killed (the mutant made the tests hang or run 15x longer:
+they noticed); "no tests" and "survived" count against the score. Mutants a stopped run did not reach ("not
+checked") and the equivalent mutants that tools/mutation_equivalents.yaml lists (mutmut's "skipped", not run)
+are counted apart. Below the table: the survivors grouped by function and, with
 `--times mutants/mutant-times.tsv` (written by tests/conftest.py under each mutant), where the time went.
 """
 
@@ -32,8 +33,8 @@ def score_table(results: list[tuple[str, int, str]]) -> str:
     for function, _, status in results:
         by_module[module_of(function)][status] += 1
     total = Counter()
-    rows = ["| module | checked | killed | survived | no tests | timeout | not reached | score |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| module | checked | killed | survived | no tests | timeout | listed equivalent | not reached | score |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for module in sorted(by_module):
         total.update(by_module[module])
         rows.append(_row(module, by_module[module]))
@@ -72,7 +73,7 @@ def _row(name: str, c: Counter) -> str:
     killed = sum(c[s] for s in KILLED)
     score = f"{100.0 * killed / counted:.1f} %" if counted else "–"
     return (f"| {name} | {counted} | {killed} | {c['survived']} | {c['no tests']} | {c['timeout']} | "
-            f"{c['not checked']} | {score} |")
+            f"{c['skipped']} | {c['not checked']} | {score} |")
 
 
 def main(argv: list[str] | None = None) -> int:

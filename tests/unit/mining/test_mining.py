@@ -260,6 +260,14 @@ def test_pair_precision_on_planted_pairs():
     assert math.isnan(pair_precision(torch.empty(0, 2, dtype=torch.long), labels))
 
 
+def test_pair_precision_leaves_out_pairs_with_one_unlabeled_image():
+    """A pair is judged only when both images carry a label: one unlabeled side (-1, STL-10's unlabeled split)
+    is not a wrong pair."""
+    labels = torch.tensor([0, 0, 1, -1, -1])
+    assert pair_precision(torch.tensor([[0, 1], [2, 3], [3, 1], [3, 4]]), labels) == 100.0
+    assert math.isnan(pair_precision(torch.tensor([[2, 3], [4, 0]]), labels))
+
+
 def test_diagnostics_precision_vs_k_and_histograms():
     s, i, y = _planted()
     c = cfg(k=1)

@@ -1,0 +1,62 @@
+"""`mutmut run` that skips the equivalent mutants listed in tools/mutation_equivalents.yaml.
+
+mutmut (3.8, pinned) has no list of known mutants to leave out, only `# pragma: no mutate`, which silences a
+whole line (and every killable mutant on it). So this runs mutmut's own command with one step added: right after
+mutmut writes the mutants, the listed ones get mutmut's "skipped" status, which its loop leaves alone and its
+counts show apart (🔇). A survivor costs every test that reaches its function, so the equivalent ones were half
+of a campaign's time. `--run-equivalents` (make mutation EQUIVALENTS=run) skips nothing, to check the list.
+
+    python tools/mutmut_run.py [--run-equivalents] [mutmut run arguments...]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import mutmut.__main__ as mutmut_main
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import mutation_equivalents as equivalents  # noqa: E402
+
+SKIPPED_FILE = Path("mutants/equivalent-skipped.txt")
+
+
+def _skip_listed(create_mutants):
+    def wrapped(*args, **kwargs):
+        stats = create_mutants(*args, **kwargs)
+        reasons, entries = equivalents.load()
+        changes = equivalents.mutant_changes(Path("mutants/src"))
+        names = equivalents.listed(changes, entries)
+        marked = equivalents.mark_skipped(Path("mutants"), set(names))
+        SKIPPED_FILE.write_text("".join(f"{n}\t{r}\n" for n, r in sorted(names.items())))
+        print(f"    {marked} listed equivalent mutants skipped ({SKIPPED_FILE}; {len(entries)} entries)")
+        for e in equivalents.unmatched(changes, entries):
+            print(f"    listed but not generated (edited since?): {e['function']}: {e['added']}")
+        return stats
+    return wrapped
+
+
+def _leave_skipped_out(collect):
+    """Named mutants (`mutmut run NAME*`) are re-run whatever their status: keep the skipped ones out."""
+    def wrapped(*, mutant_names):
+        mutants, by_path = collect(mutant_names=mutant_names)
+        kept = [m for m in mutants if m[2] != equivalents.SKIPPED]
+        if mutant_names and not kept:
+            sys.exit(f"every mutant matching {list(mutant_names)} is a listed equivalent")
+        return kept, by_path
+    return wrapped
+
+
+def main(argv: list[str]) -> None:
+    if "--run-equivalents" in argv:
+        argv = [a for a in argv if a != "--run-equivalents"]
+    else:
+        mutmut_main.create_mutants = _skip_listed(mutmut_main.create_mutants)
+        mutmut_main.collect_source_file_mutation_data = _leave_skipped_out(
+            mutmut_main.collect_source_file_mutation_data)
+    mutmut_main.cli(["run", *argv], prog_name="mutmut")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
