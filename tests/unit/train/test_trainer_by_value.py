@@ -12,6 +12,7 @@ from conftest import fake_prepared, tiny_settings
 from sempos.augment import augment_batch
 from sempos.config import digest
 from sempos.errors import ConfigError
+from sempos.eval.features import extract
 from sempos.io import load_torch
 from sempos.positives.pairs import PairSource
 from sempos.runtime import resolve
@@ -137,12 +138,39 @@ def test_a_batch_larger_than_the_pairs_trains_one_step_of_all_of_them(tmp_path):
     assert [r["steps"] for r in t.history] == [0, 1] and math.isfinite(t.history[1]["loss"])
 
 
+def _knn_top1_by_hand(t) -> float:
+    """The monitor's score recomputed: the first 8 train images vote for the first 4 test images with weights
+    exp(cos / 0.1), every bank image voting (k = 200 > 8), over the 10 classes of the labels."""
+    data = t.job.data
+    bank_idx = data["splits"]["train"][:8]
+    bank = extract(t.model.backbone, data["train_x"][bank_idx], t.norm, "cpu")
+    query = extract(t.model.backbone, data["test_x"][:4], t.norm, "cpu")
+    weights = torch.exp(query @ bank.t() / 0.1)
+    votes = weights @ torch.nn.functional.one_hot(data["train_y"][bank_idx], 10).float()
+    return 100.0 * (votes.argmax(1) == data["test_y"][:4]).float().mean().item()
+
+
 def test_a_method_that_does_not_train_writes_only_the_initial_history(tmp_path):
-    t = _trainer(tmp_path, algo="none", epochs=3, pairs=False)
+    t = _trainer(tmp_path, algo="none", epochs=3, pairs=False, knn_monitor=8)
     assert t.optimizer is None and t.wrapped is t.model
     meta = t.fit()
-    assert [r["epoch"] for r in t.history] == [0] and meta["algo"] == "none"
+    (row,) = t.history
+    assert row == {"epoch": 0, "steps": 0, "loss": row["loss"], "knn_top1": pytest.approx(_knn_top1_by_hand(t)),
+                   "lr": 0.0, "seconds": 0.0, "pairs_per_s": 0.0} and math.isnan(row["loss"])
+    assert meta["algo"] == "none" and meta["seed"] == 3 and meta["method"] == "tiny_none"
     assert not (tmp_path / "run" / CHECKPOINT).exists()
+
+
+def test_the_knn_monitor_scores_the_current_backbone_on_the_main_process_only(tmp_path, monkeypatch):
+    t = _trainer(tmp_path, knn_monitor=8)
+    assert t.knn_monitor() == pytest.approx(_knn_top1_by_hand(t))
+    with torch.no_grad():  # another backbone, another score: the monitor reads the model it is given now
+        for p in t.model.backbone.parameters():
+            p.mul_(-1.0)
+    assert t.knn_monitor() == pytest.approx(_knn_top1_by_hand(t))
+    assert math.isnan(_trainer(tmp_path / "off").knn_monitor())  # knn_monitor: 0
+    monkeypatch.setattr(trainer_mod.dist, "is_main", lambda: False)
+    assert math.isnan(t.knn_monitor())
 
 
 def test_fingerprint_names_settings_seed_pairs_and_data(tmp_path):
