@@ -14,25 +14,24 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import mutmut.__main__ as mutmut_main
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mutation_equivalents as equivalents  # noqa: E402
 
 SKIPPED_FILE = Path("mutants/equivalent-skipped.txt")
+_report: list[str] = []  # mutmut captures the output of mutant generation: said once it is done
 
 
 def _skip_listed(create_mutants):
     def wrapped(*args, **kwargs):
         stats = create_mutants(*args, **kwargs)
-        reasons, entries = equivalents.load()
+        _, entries = equivalents.load()
         changes = equivalents.mutant_changes(Path("mutants/src"))
         names = equivalents.listed(changes, entries)
         marked = equivalents.mark_skipped(Path("mutants"), set(names))
         SKIPPED_FILE.write_text("".join(f"{n}\t{r}\n" for n, r in sorted(names.items())))
-        print(f"    {marked} listed equivalent mutants skipped ({SKIPPED_FILE}; {len(entries)} entries)")
-        for e in equivalents.unmatched(changes, entries):
-            print(f"    listed but not generated (edited since?): {e['function']}: {e['added']}")
+        _report.append(f"    {marked} listed equivalent mutants skipped ({SKIPPED_FILE}; {len(entries)} entries)")
+        _report.extend(f"    listed but not generated (edited since?): {e['function']}: {e['added']}"
+                       for e in equivalents.unmatched(changes, entries))
         return stats
     return wrapped
 
@@ -40,6 +39,8 @@ def _skip_listed(create_mutants):
 def _leave_skipped_out(collect):
     """Named mutants (`mutmut run NAME*`) are re-run whatever their status: keep the skipped ones out."""
     def wrapped(*, mutant_names):
+        print("\n".join(_report))
+        _report.clear()
         mutants, by_path = collect(mutant_names=mutant_names)
         kept = [m for m in mutants if m[2] != equivalents.SKIPPED]
         if mutant_names and not kept:
@@ -49,6 +50,8 @@ def _leave_skipped_out(collect):
 
 
 def main(argv: list[str]) -> None:
+    import mutmut.__main__ as mutmut_main  # the `mutation` extra: not needed to test the steps above
+
     if "--run-equivalents" in argv:
         argv = [a for a in argv if a != "--run-equivalents"]
     else:

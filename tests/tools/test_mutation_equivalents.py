@@ -109,3 +109,28 @@ def test_an_entry_that_describes_no_generated_mutant_is_reported(mutants):
                "added": ["return torch.nn.functional.normalize(z, )"]}
     absent = {**present, "added": ["return torch.nn.functional.normalize(z, dim=3)"]}
     assert eq.unmatched(eq.mutant_changes(mutants / "src"), [present, absent]) == [absent]
+
+
+def test_the_campaign_step_marks_listed_mutants_after_generation_and_keeps_them_out_of_named_runs(
+        mutants, monkeypatch, capsys):
+    import mutmut_run
+
+    monkeypatch.chdir(mutants.parent)
+    entry = {"function": "pkg.mod.x_unit", "reason": "default-dim",
+             "removed": ["return torch.nn.functional.normalize(z, dim=1)"],
+             "added": ["return torch.nn.functional.normalize(z, )"]}
+    stale_entry = {**entry, "added": ["gone"]}
+    monkeypatch.setattr(eq, "load", lambda: ({"default-dim": "why"}, [entry, stale_entry]))
+    generated = []
+    assert mutmut_run._skip_listed(lambda n: generated.append(n) or "stats")(2) == "stats" and generated == [2]
+    assert (mutants / "equivalent-skipped.txt").read_text() == "pkg.mod.x_unit__mutmut_1\tdefault-dim\n"
+    meta = mutants / "src" / "pkg" / "mod.py.meta"
+    codes = json.loads(meta.read_text())["exit_code_by_key"]
+    rows = [(None, name, code) for name, code in codes.items()]
+    kept, _ = mutmut_run._leave_skipped_out(lambda mutant_names: (rows, {}))(mutant_names=("pkg.mod.*",))
+    assert [name for _, name, _ in kept] == [n for n in codes if n != "pkg.mod.x_unit__mutmut_1"]
+    out = capsys.readouterr().out
+    assert "1 listed equivalent mutants skipped" in out and "listed but not generated" in out and "gone" in out
+    only_listed = [(None, "pkg.mod.x_unit__mutmut_1", eq.SKIPPED)]
+    with pytest.raises(SystemExit, match="is a listed equivalent"):
+        mutmut_run._leave_skipped_out(lambda mutant_names: (only_listed, {}))(mutant_names=("pkg.mod.x_unit*",))

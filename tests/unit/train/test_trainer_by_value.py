@@ -273,3 +273,21 @@ def test_a_step_on_streamed_views_augments_each_side_with_the_steps_generator(tm
     gen = torch.Generator().manual_seed(3 * 1_000_003 + 0 * 100_003 + 1 * 7 + 12345)
     assert torch.equal(x1, augment_crops(views[:, 0], t.aug, gen, t.norm))
     assert torch.equal(x2, augment_crops(views[:, 1], t.aug, gen, t.norm))
+
+
+def test_fit_resumed_inside_an_epoch_runs_its_last_steps_with_the_saved_logs_then_whole_epochs(tmp_path, monkeypatch):
+    """The loop alone (steps stubbed, nothing trained or written): a resume at epoch 1 step 2 of 3 runs that
+    epoch's last step, averages it with the two steps the checkpoint carried, then runs epoch 2 whole."""
+    monkeypatch.setattr(trainer_mod, "save_torch", lambda obj, path: None)
+    monkeypatch.setattr(trainer_mod, "save_text", lambda text, path: None)
+    t = _trainer(tmp_path, epochs=3)
+    t.start_epoch, t.start_step = 1, 2
+    t._resumed_logs = [{"loss": torch.tensor(1.0)}, {"loss": torch.tensor(2.0)}]
+    t.history = [{"epoch": 0}, {"epoch": 1}]
+    ran = []
+    t._step = lambda epoch, step, pairs: ran.append((epoch, step)) or {"loss": torch.tensor(10.0 * epoch + step)}
+    t.fit()
+    assert ran == [(1, 2), (2, 0), (2, 1), (2, 2)]
+    assert [r["epoch"] for r in t.history] == [0, 1, 2, 3] and [r["steps"] for r in t.history[2:]] == [6, 9]
+    assert t.history[2]["loss"] == pytest.approx((1 + 2 + 12) / 3)
+    assert t.history[3]["loss"] == pytest.approx((20 + 21 + 22) / 3)
