@@ -299,10 +299,12 @@ class Trainer:
                     save_torch(self._state(epoch - 1, step + 1, logs), self.job.run_dir / CHECKPOINT)
             self._views = None
             secs = time.perf_counter() - t0
-            means = {k: torch.stack([d[k] for d in logs]).mean().item() for k in logs[0]} if logs else {}
+            # Never empty: an epoch runs at least one step, and a resume inside one starts before its last.
+            means = {k: torch.stack([d[k] for d in logs]).mean().item() for k in logs[0]}
+            loss = means.pop("loss")
             self.history.append({
                 "epoch": epoch + 1, "steps": (epoch + 1) * self.steps_per_epoch,
-                "loss": means.pop("loss", math.nan), "knn_top1": self.knn_monitor(),
+                "loss": loss, "knn_top1": self.knn_monitor(),
                 "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(secs, 3),
                 "pairs_per_s": round(self.steps_per_epoch * self.batch / max(secs, 1e-9), 1),
                 **means,  # algorithm diagnostics: neighbour purity, self-hit rate, positiveness weights

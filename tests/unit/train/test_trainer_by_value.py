@@ -275,19 +275,68 @@ def test_a_step_on_streamed_views_augments_each_side_with_the_steps_generator(tm
     assert torch.equal(x2, augment_crops(views[:, 1], t.aug, gen, t.norm))
 
 
-def test_fit_resumed_inside_an_epoch_runs_its_last_steps_with_the_saved_logs_then_whole_epochs(tmp_path, monkeypatch):
-    """The loop alone (steps stubbed, nothing trained or written): a resume at epoch 1 step 2 of 3 runs that
-    epoch's last step, averages it with the two steps the checkpoint carried, then runs epoch 2 whole."""
-    monkeypatch.setattr(trainer_mod, "save_torch", lambda obj, path: None)
+def _stubbed_loop(tmp_path, monkeypatch, **pretrain):
+    """A trainer whose steps, view stream, clock and writes are stand-ins that record what fit() asks of them."""
+    saved, calls = [], []
+    monkeypatch.setattr(trainer_mod, "save_torch", lambda obj, path: saved.append((obj.get("epoch"), obj.get("step"),
+                                                                                    len(obj.get("epoch_logs", [])))))
     monkeypatch.setattr(trainer_mod, "save_text", lambda text, path: None)
-    t = _trainer(tmp_path, epochs=3)
+    clock = iter(100 + 5.12345 * c for c in range(20))  # each epoch reads it twice: every epoch takes 5.12345 s
+    monkeypatch.setattr(trainer_mod, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    t = _trainer(tmp_path, **pretrain)
+    t.job.on_step = lambda epoch, step: calls.append(("on_step", epoch, step))
+
+    def step(epoch, s, pairs):
+        calls.append(("step", epoch, s, t._views))
+        return {"loss": torch.tensor(10.0 * epoch + s), "purity": torch.tensor(float(s))}
+
+    t._step = step
+    return t, saved, calls
+
+
+def test_fit_resumed_inside_an_epoch_runs_its_last_steps_with_the_saved_logs_then_whole_epochs(tmp_path, monkeypatch):
+    """The loop alone (nothing trained): a resume at epoch 1 step 2 of 3 runs that epoch's last step, averages it
+    with the two steps the checkpoint carried, then runs epoch 2 whole; each row by value."""
+    t, saved, calls = _stubbed_loop(tmp_path, monkeypatch, epochs=3)
     t.start_epoch, t.start_step = 1, 2
-    t._resumed_logs = [{"loss": torch.tensor(1.0)}, {"loss": torch.tensor(2.0)}]
+    t._resumed_logs = [{"loss": torch.tensor(1.0), "purity": torch.tensor(0.0)},
+                       {"loss": torch.tensor(2.0), "purity": torch.tensor(1.0)}]
     t.history = [{"epoch": 0}, {"epoch": 1}]
-    ran = []
-    t._step = lambda epoch, step, pairs: ran.append((epoch, step)) or {"loss": torch.tensor(10.0 * epoch + step)}
+    lr = t.optimizer.param_groups[0]["lr"]
     t.fit()
-    assert ran == [(1, 2), (2, 0), (2, 1), (2, 2)]
-    assert [r["epoch"] for r in t.history] == [0, 1, 2, 3] and [r["steps"] for r in t.history[2:]] == [6, 9]
-    assert t.history[2]["loss"] == pytest.approx((1 + 2 + 12) / 3)
-    assert t.history[3]["loss"] == pytest.approx((20 + 21 + 22) / 3)
+    assert [c[1:3] for c in calls if c[0] == "step"] == [(1, 2), (2, 0), (2, 1), (2, 2)]
+    assert [c for c in calls if c[0] == "on_step"] == [("on_step", 1, 2), ("on_step", 2, 0), ("on_step", 2, 1),
+                                                        ("on_step", 2, 2)]
+    rows = t.history[2:]
+    assert [r["epoch"] for r in t.history] == [0, 1, 2, 3]
+    assert rows[0] == {"epoch": 2, "steps": 6, "loss": pytest.approx((1 + 2 + 12) / 3), "knn_top1": rows[0]["knn_top1"],
+                       "lr": lr, "seconds": 5.123, "pairs_per_s": 18.7, "purity": pytest.approx(1.0)}
+    assert rows[1] == {"epoch": 3, "steps": 9, "loss": pytest.approx((20 + 21 + 22) / 3),
+                       "knn_top1": rows[1]["knn_top1"], "lr": lr, "seconds": 5.123, "pairs_per_s": 18.7,
+                       "purity": pytest.approx(1.0)}
+    assert all(math.isnan(r["knn_top1"]) for r in rows)  # no monitor configured
+    assert list(rows[0]) == list(HISTORY_FIELDS) + ["purity"]
+    assert saved == [(1, None, 0), (2, None, 0), (None, None, 0)]  # each epoch's end, then the backbone
+
+
+def test_fit_streams_each_epochs_views_from_its_first_step_and_drops_the_stream_after(tmp_path, monkeypatch):
+    t, _, calls = _stubbed_loop(tmp_path, monkeypatch, epochs=2)
+    t.encoded = True
+    t.start_epoch, t.start_step = 0, 1
+    t._resumed_logs = [{"loss": torch.tensor(1.0), "purity": torch.tensor(0.0)}]
+    t.history = [{"epoch": 0}]
+    streams = []
+    t.view_stream = lambda epoch, pairs, first: streams.append((epoch, pairs, first)) or f"views of epoch {epoch}"
+    t.fit()
+    assert [(e, f) for e, _, f in streams] == [(0, 1), (1, 0)]
+    assert all(torch.equal(p, t.pairs.for_epoch(t.job.seed, e)) for e, p, _ in streams)
+    assert [c[3] for c in calls if c[0] == "step"] == ["views of epoch 0"] * 2 + ["views of epoch 1"] * 3
+    assert t._views is None
+
+
+def test_checkpoints_inside_an_epoch_come_after_every_nth_step_but_never_at_its_end(tmp_path, monkeypatch):
+    """checkpoint_steps 3 over 6 steps: after step 3 (carrying its 3 logs), not after step 6 (the epoch's end saves)."""
+    t, saved, _ = _stubbed_loop(tmp_path, monkeypatch, epochs=1, n_train=224, checkpoint_steps=3)
+    assert t.steps_per_epoch == 6
+    t.fit()
+    assert saved == [(-1, 3, 3), (0, None, 0), (None, None, 0)]
