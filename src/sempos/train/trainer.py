@@ -176,7 +176,7 @@ class Trainer:
             log.warning("%s was written with other settings; starting this run from scratch", path)
             return False
         self.model.load_state_dict(state["model"])
-        if self.optimizer and state["optimizer"]:
+        if self.optimizer is not None:  # the fingerprint matched: the checkpoint holds its state
             self.optimizer.load_state_dict(state["optimizer"])
         self.history = list(state["history"])
         torch.set_rng_state(state["torch_rng"])

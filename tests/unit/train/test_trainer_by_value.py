@@ -157,7 +157,15 @@ def test_a_method_that_does_not_train_writes_only_the_initial_history(tmp_path):
     (row,) = t.history
     assert row == {"epoch": 0, "steps": 0, "loss": row["loss"], "knn_top1": pytest.approx(_knn_top1_by_hand(t)),
                    "lr": 0.0, "seconds": 0.0, "pairs_per_s": 0.0} and math.isnan(row["loss"])
-    assert meta["algo"] == "none" and meta["seed"] == 3 and meta["method"] == "tiny_none"
+    assert meta == {"arch": "resnet18_cifar", "width": 4, "in_channels": 1, "image_size": 28, "patch_size": None,
+                    "frozen_patch_embed": False, "feat_dim": t.model.backbone.feat_dim,
+                    "norm_mean": t.norm.mean.flatten().tolist(), "norm_std": t.norm.std.flatten().tolist(),
+                    "method": "tiny_none", "algo": "none", "seed": 3}
+    written = load_torch(tmp_path / "run" / "backbone.pt")
+    state = t.model.backbone.state_dict()
+    assert written["meta"] == meta and written["state_dict"].keys() == state.keys()
+    assert all(torch.equal(written["state_dict"][k], state[k]) for k in state)
+    assert (tmp_path / "run" / "history.csv").read_bytes().decode() == history_csv(t.history)
     assert not (tmp_path / "run" / CHECKPOINT).exists()
 
 
