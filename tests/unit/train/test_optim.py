@@ -45,13 +45,19 @@ def test_lars_skips_parameters_without_gradients():
     assert torch.equal(b.detach(), torch.ones(3)) and not torch.equal(a.detach(), torch.ones(3, 3))
 
 
-@pytest.mark.parametrize("kind", ["sgd", "adamw"])
-def test_cpu_optimisers_use_multi_tensor_steps(kind):
-    w = torch.nn.Parameter(torch.zeros(2))
-    opt = build_optimizer([w], {"optimizer": kind, "lr": 0.1, "batch_size": 512, "momentum": 0.9,
-                                "weight_decay": 0.0})
-    assert opt.param_groups[0]["lr"] == pytest.approx(0.2)  # scaled by batch_size / 256
-    assert opt.defaults["foreach"] is True and not opt.defaults.get("fused")
+@pytest.mark.parametrize("kind, cls", [("sgd", torch.optim.SGD), ("lars", LARS), ("adamw", torch.optim.AdamW)])
+def test_each_optimiser_gets_the_scaled_lr_and_its_settings_over_the_trainable_parameters(kind, cls):
+    w, frozen = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(3), requires_grad=False)
+    opt = build_optimizer([w, frozen], {"optimizer": kind, "lr": 0.1, "batch_size": 512, "momentum": 0.8,
+                                        "weight_decay": 0.05})
+    assert type(opt) is cls
+    (group,) = opt.param_groups
+    assert group["params"] == [w]  # frozen parameters are left out
+    assert group["lr"] == pytest.approx(0.2) and group["weight_decay"] == 0.05  # lr scaled by batch_size / 256
+    if kind != "adamw":
+        assert group["momentum"] == 0.8
+    if kind != "lars":  # CPU parameters: multi-tensor steps (fused kernels need CUDA)
+        assert opt.defaults["foreach"] is True and not opt.defaults.get("fused")
 
 
 def test_schedule_warms_up_then_follows_a_half_cosine():
@@ -59,6 +65,9 @@ def test_schedule_warms_up_then_follows_a_half_cosine():
     assert lr_at(9, 100, 10, 1.0) == pytest.approx(1.0)
     assert lr_at(55, 100, 10, 1.0) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
     assert lr_at(100, 100, 10, 1.0) == pytest.approx(0.0)
+    assert lr_at(10, 100, 10, 1.0) == pytest.approx(1.0)  # the first step after warm-up: the cosine's top
+    assert lr_at(150, 100, 10, 1.0) == pytest.approx(0.0)  # past the end: stays at 0
+    assert lr_at(11, 10, 10, 1.0) == pytest.approx(0.0)  # no cosine steps left: the decay is already over
 
 
 def test_lars_defaults_and_the_trust_ratio_guards():

@@ -348,3 +348,10 @@ def test_checkpoints_inside_an_epoch_come_after_every_nth_step_but_never_at_its_
     assert t.steps_per_epoch == 6
     t.fit()
     assert saved == [(-1, 3, 3), (0, None, 0), (None, None, 0)]
+
+
+def test_settings_without_a_knn_monitor_size_have_no_monitor(tmp_path):
+    job = _job(tmp_path)
+    del job.settings["pretrain"]["knn_monitor"]
+    t = Trainer(job, resolve(RT))
+    assert t._monitor is None and math.isnan(t.knn_monitor())
