@@ -249,3 +249,15 @@ def test_trainer_passes_the_partner_switches_to_the_algorithm(tmp_path, monkeypa
         assert expected.sum() > 4 * t.batch  # partners besides each view itself and its positive
     else:
         assert call["neg_mask"] is None
+
+
+def test_the_refusal_names_every_refused_switch_and_the_algorithms_that_implement_them_all():
+    byol = registry.get("byol")
+    with pytest.raises(ConfigError) as err:
+        byol.check_switches({"multi_positive": True, "mask_partners": True}, others=registry.ALGOS.values())
+    assert str(err.value) == ("algo 'byol' does not implement positives.variant: M and positives.mask_partners: true; "
+                              "drop it or choose an algo that does (implemented by: mocov2, simclr)")
+    with pytest.raises(ConfigError) as err:
+        byol.check_switches({"mask_partners": True}, "methods.b: ")
+    assert str(err.value) == ("methods.b: algo 'byol' does not implement positives.mask_partners: true; drop it or choose "
+                              "an algo that does")

@@ -355,3 +355,14 @@ def test_settings_without_a_knn_monitor_size_have_no_monitor(tmp_path):
     del job.settings["pretrain"]["knn_monitor"]
     t = Trainer(job, resolve(RT))
     assert t._monitor is None and math.isnan(t.knn_monitor())
+
+
+def test_the_model_is_built_for_the_datasets_image_size(tmp_path):
+    """A CNN takes any size; a ViT is built for one (its patch grid and position embedding): 28 px, 4 px patches."""
+    settings = tiny_settings("simclr")
+    settings["backbone"] = {"arch": "vit_small"}
+    vit = trainer_mod.build_model(settings, 1, 96, 3, 28).backbone.vit
+    assert (vit.image_size, vit.patch_size) == (28, 4)
+    job = _job(tmp_path)
+    job.settings["backbone"] = {"arch": "vit_small"}
+    assert Trainer(job, resolve(RT)).model.backbone.vit.image_size == 28  # the trainer passes the images' size
