@@ -301,14 +301,13 @@ class Trainer:
             secs = time.perf_counter() - t0
             # Never empty: an epoch runs at least one step, and a resume inside one starts before its last.
             means = {k: torch.stack([d[k] for d in logs]).mean().item() for k in logs[0]}
-            loss = means.pop("loss")
-            self.history.append({
-                "epoch": epoch + 1, "steps": (epoch + 1) * self.steps_per_epoch,
-                "loss": loss, "knn_top1": self.knn_monitor(),
-                "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(secs, 3),
-                "pairs_per_s": round(self.steps_per_epoch * self.batch / max(secs, 1e-9), 1),
-                **means,  # algorithm diagnostics: neighbour purity, self-hit rate, positiveness weights
-            })
+            row = {"epoch": epoch + 1, "steps": (epoch + 1) * self.steps_per_epoch,
+                   "loss": means["loss"], "knn_top1": self.knn_monitor(),
+                   "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(secs, 3),
+                   "pairs_per_s": round(self.steps_per_epoch * self.batch / max(secs, 1e-9), 1)}
+            # then the algorithm's diagnostics (neighbour purity, self-hit rate, positiveness weights)
+            row.update({k: v for k, v in means.items() if k not in row})
+            self.history.append(row)
             log.info("%s seed %d epoch %d/%d: %s", self.job.settings["name"], self.job.seed, epoch + 1, epochs,
                      rounded(self.history[-1]))
             if dist.is_main():
