@@ -71,9 +71,9 @@ def mutant_changes(mutants_src: Path) -> dict[str, Change]:
             stem, sep, number = name.rpartition("__mutmut_")
             if not sep or not number.isdigit() or f"{stem}__mutmut_orig" not in functions:
                 continue
-            short = lambda full: full.rsplit(".", 1)[-1] if "ǁ" not in full else full[len(module) + 1:]
-            removed, added = _diff(functions[f"{stem}__mutmut_orig"], body, short(f"{stem}__mutmut_orig"),
-                                   short(name))
+            local = len(module) + 1  # the name as defined in the file, without the module prefix
+            removed, added = _diff(functions[f"{stem}__mutmut_orig"], body, f"{stem}__mutmut_orig"[local:],
+                                   name[local:])
             changes[name] = Change(stem, removed, added)
     return changes
 
