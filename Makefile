@@ -12,7 +12,16 @@ CORES ?= 2
 
 setup: $(STAMP) data-prereqs
 
+# The venv takes about 6 GB (torch 2.14.1 is a CUDA build); without the room pip stops half-way with
+# "No space left on device", so say so before starting. The stamp is written last: a failed install reruns.
+MIN_FREE_GB ?= 7
+
 $(STAMP): pyproject.toml
+	@free=$$(df -Pk . | awk 'NR==2 {print $$4}'); \
+	if [ "$$free" -lt $$(( $(MIN_FREE_GB) * 1048576 )) ]; then \
+	  echo "error: setup needs $(MIN_FREE_GB) GiB free for $(VENV) (torch's CUDA build), but $(CURDIR) has" \
+	    "$$(( free / 1048576 )) GiB: free some space (or set MIN_FREE_GB=N to try with less)" >&2; exit 1; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# The pinned torch/torchvision pair installs from local files on the build machines.
