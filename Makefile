@@ -69,18 +69,20 @@ detectron2: setup
 # [tool.mutmut] names the modules and the tests). Not part of `make test`; docs/results.md has the score.
 # A fresh run each time; MUTANTS narrows it (e.g. MUTANTS='sempos.losses*'), NICE lowers its priority.
 # tools/mutmut_run.py skips the equivalent mutants listed in tools/mutation_equivalents.yaml;
-# EQUIVALENTS=run runs them as well (to check that each still survives and no longer needs listing).
+# EQUIVALENTS=run runs them as well; EQUIVALENTS=check runs only them (each should still survive).
 NICE ?= 10
 MUTANTS ?=
 EQUIVALENTS ?= skip
+EQUIVALENTS_FLAG = $(or $(if $(filter skip,$(EQUIVALENTS)),-),$(if $(filter run,$(EQUIVALENTS)),--run-equivalents),$\
+  $(if $(filter check,$(EQUIVALENTS)),--only-equivalents),$(error EQUIVALENTS is skip, run or check, not '$(EQUIVALENTS)'))
 mutation: setup
 	$(PY) -m pip install --quiet -e '.[mutation]'
 	rm -rf mutants
-	start=$$(date +%s); nice -n $(NICE) $(PY) tools/mutmut_run.py $(if $(filter run,$(EQUIVALENTS)),--run-equivalents) \
+	start=$$(date +%s); nice -n $(NICE) $(PY) tools/mutmut_run.py $(filter-out -,$(EQUIVALENTS_FLAG)) \
 	  --max-children $(CORES) $(MUTANTS) && \
 	  echo "mutmut run took $$(( $$(date +%s) - start )) s" | tee mutants/elapsed.txt
 	$(VENV)/bin/mutmut results --all true | $(PY) tools/mutation_summary.py --times mutants/mutant-times.tsv \
-	  > mutants/summary.md
+	  $(if $(filter check,$(EQUIVALENTS)),--check-equivalents mutants/equivalents.txt) > mutants/summary.md
 	cat mutants/elapsed.txt mutants/summary.md
 
 # The GPU check (bench/gpu_check.py; docs/results.md "GPU check"). Here, where pip works: `make gpu-wheels`

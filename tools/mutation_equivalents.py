@@ -5,7 +5,7 @@ is edited. An entry here names the function and the exact lines the mutant remov
 stays true until those lines change; `stale()` finds entries whose removed lines are no longer in the source.
 A listed mutant is marked "skipped" (mutmut's exit code 34) right after mutmut generates the mutants
 (tools/mutmut_run.py), so it costs nothing and counts neither as killed nor as survived. Each entry carries a
-reason; `make mutation EQUIVALENTS=run` runs them all again to confirm that they still survive.
+reason; `make mutation EQUIVALENTS=check` runs only them, to confirm that each still survives.
 
     python tools/mutation_equivalents.py --extract NAME...   # YAML entries for survivors of the last run
     python tools/mutation_equivalents.py --stale             # entries that no longer match the source
@@ -103,13 +103,14 @@ def unmatched(changes: dict[str, Change], entries: list[dict]) -> list[dict]:
     return [e for e in entries if _key(e) not in present]
 
 
-def mark_skipped(mutants_dir: Path, names: set[str]) -> int:
-    """Give the listed mutants mutmut's "skipped" status in its .meta files (before any of them runs)."""
+def mark_skipped(mutants_dir: Path, names: set[str], *, all_but: bool = False) -> int:
+    """Give the named mutants (all_but: every other mutant) mutmut's "skipped" status in its .meta files, before
+    any of them runs."""
     marked = 0
     for meta in (mutants_dir / "src").rglob("*.py.meta"):
         data = json.loads(meta.read_text())
         codes = data["exit_code_by_key"]
-        hit = [n for n in codes if n in names]
+        hit = [n for n in codes if (n in names) != all_but]
         for n in hit:
             codes[n] = SKIPPED
         if hit:

@@ -5,6 +5,8 @@ they noticed); "no tests" and "survived" count against the score. Mutants a stop
 checked") and the equivalent mutants that tools/mutation_equivalents.yaml lists (mutmut's "skipped", not run)
 are counted apart. Below the table: the survivors grouped by function and, with
 `--times mutants/mutant-times.tsv` (written by tests/conftest.py under each mutant), where the time went.
+`--check-equivalents mutants/equivalents.txt` reports instead on a run of only the listed equivalents
+(make mutation EQUIVALENTS=check): each should survive, and a killed one is not equivalent after all.
 """
 
 from __future__ import annotations
@@ -68,6 +70,31 @@ def time_table(lines, top: int = 10) -> str:
     return "\n".join(rows)
 
 
+def equivalents_check(results: list[tuple[str, int, str]], listed_lines) -> str:
+    """How the listed equivalent mutants fared when run: per reason, and each one that did not survive."""
+    reason_by_name = dict(line.rstrip("\n").split("\t") for line in listed_lines if line.strip())
+    status_by_name = {f"{f}__mutmut_{n}": status for f, n, status in results}
+    by_reason: dict[str, Counter] = defaultdict(Counter)
+    for name, reason in reason_by_name.items():
+        status = status_by_name.get(name, "not generated")
+        by_reason[reason]["killed" if status in KILLED else status] += 1
+    total = sum(by_reason.values(), Counter())
+    rows = [f"{len(reason_by_name)} listed equivalent mutants: {total['survived']} survived (equivalent as "
+            f"listed), {total['killed']} killed (not equivalent), {len(reason_by_name) - total['survived'] - total['killed']}"
+            " neither (not reached or no tests)", "",
+            "| reason | listed | survived | killed | other |", "|---|---:|---:|---:|---:|"]
+    for reason in sorted(by_reason):
+        c = by_reason[reason]
+        rows.append(f"| {reason} | {sum(c.values())} | {c['survived']} | {c['killed']} | "
+                    f"{sum(c.values()) - c['survived'] - c['killed']} |")
+    odd = [f"- `{n}` {status_by_name.get(n, 'not generated')} ({r})" for n, r in sorted(reason_by_name.items())
+           if status_by_name.get(n) != "survived"]
+    if odd:
+        rows += ["", "Did not survive (a killed one is not equivalent: drop its entry, its killing test stays):", "",
+                 *odd]
+    return "\n".join(rows)
+
+
 def _row(name: str, c: Counter) -> str:
     counted = sum(c.values()) - sum(c[s] for s in NOT_COUNTED)
     killed = sum(c[s] for s in KILLED)
@@ -79,11 +106,17 @@ def _row(name: str, c: Counter) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--times", help="mutants/mutant-times.tsv: add where the time went")
+    ap.add_argument("--check-equivalents", metavar="LISTED",
+                    help="mutants/equivalents.txt: report on a run of only the listed equivalents instead")
     args = ap.parse_args(argv)
     results = parse(sys.stdin)
     if not results:
         print("no mutant results on stdin: run `mutmut run` first (make mutation)", file=sys.stderr)
         return 1
+    if args.check_equivalents:
+        with open(args.check_equivalents) as f:
+            print(equivalents_check(results, f))
+        return 0
     print(score_table(results))
     listed = survivors(results)
     if listed:

@@ -81,6 +81,31 @@ def test_listed_mutants_are_marked_skipped_and_the_others_left_to_run(mutants):
                      "pkg.mod.xǁBankǁpush__mutmut_1": None, "pkg.mod.xǁBankǁpush__mutmut_2": eq.SKIPPED}
 
 
+def test_a_check_of_the_list_skips_every_mutant_but_the_listed_ones(mutants, monkeypatch, capsys):
+    import mutmut_run
+
+    monkeypatch.chdir(mutants.parent)
+    entry = {"function": "pkg.mod.xǁBankǁpush", "reason": "cpu-device",
+             "removed": ["rows = torch.arange(n, device=z.device)"], "added": ["rows = torch.arange(n, device=None)"]}
+    monkeypatch.setattr(eq, "load", lambda: ({"cpu-device": "why"}, [entry]))
+    mutmut_run._skip_listed(lambda n: "stats", only_listed=True)(2)
+    codes = json.loads((mutants / "src" / "pkg" / "mod.py.meta").read_text())["exit_code_by_key"]
+    assert codes == {"pkg.mod.x_unit__mutmut_1": eq.SKIPPED, "pkg.mod.x_unit__mutmut_2": eq.SKIPPED,
+                     "pkg.mod.xǁBankǁpush__mutmut_1": eq.SKIPPED, "pkg.mod.xǁBankǁpush__mutmut_2": None}
+    assert (mutants / "equivalents.txt").read_text() == "pkg.mod.xǁBankǁpush__mutmut_2\tcpu-device\n"
+    mutmut_run._leave_skipped_out(lambda mutant_names: ([], {}))(mutant_names=())
+    assert "1 listed equivalent mutants to run, 3 others skipped" in capsys.readouterr().out
+
+
+def test_the_wrapper_refuses_two_modes_at_once(monkeypatch):
+    import mutmut_run
+
+    monkeypatch.setitem(sys.modules, "mutmut.__main__", type(sys)("mutmut.__main__"))  # no real mutmut needed
+    monkeypatch.setitem(sys.modules, "mutmut", type(sys)("mutmut"))
+    with pytest.raises(SystemExit, match="give one"):
+        mutmut_run.main(["--run-equivalents", "--only-equivalents"])
+
+
 def test_an_entry_whose_lines_left_the_source_is_stale(tmp_path):
     src = tmp_path / "src" / "pkg"
     src.mkdir(parents=True)
@@ -123,7 +148,7 @@ def test_the_campaign_step_marks_listed_mutants_after_generation_and_keeps_them_
     monkeypatch.setattr(eq, "load", lambda: ({"default-dim": "why"}, [entry, stale_entry]))
     generated = []
     assert mutmut_run._skip_listed(lambda n: generated.append(n) or "stats")(2) == "stats" and generated == [2]
-    assert (mutants / "equivalent-skipped.txt").read_text() == "pkg.mod.x_unit__mutmut_1\tdefault-dim\n"
+    assert (mutants / "equivalents.txt").read_text() == "pkg.mod.x_unit__mutmut_1\tdefault-dim\n"
     meta = mutants / "src" / "pkg" / "mod.py.meta"
     codes = json.loads(meta.read_text())["exit_code_by_key"]
     rows = [(None, name, code) for name, code in codes.items()]

@@ -42,3 +42,22 @@ def test_score_counts_timeouts_as_kills_and_no_tests_against_and_leaves_unreache
 def test_no_results_is_an_error_that_says_what_to_run():
     out = _run("nothing here\n")
     assert out.returncode == 1 and "run `mutmut run` first" in out.stderr
+
+
+def test_a_check_of_the_listed_equivalents_names_each_one_that_did_not_survive(tmp_path):
+    """EQUIVALENTS=check runs only the listed mutants: a killed one is not equivalent and is named with its reason;
+    the rest of the campaign (skipped there) is not scored."""
+    listed = tmp_path / "equivalents.txt"
+    listed.write_text("sempos.losses.x_nt_xent__mutmut_2\tdefault-dim\n"
+                      "sempos.losses.x_nt_xent__mutmut_3\tdefault-dim\n"
+                      "sempos.losses.x_nt_xent__mutmut_7\tcpu-device\n"
+                      "sempos.algos.base.xǁAlgorithmǁforward__mutmut_3\tcpu-device\n")
+    out = _run(RESULTS, "--check-equivalents", str(listed))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == ("4 listed equivalent mutants: 2 survived (equivalent as listed), 1 killed (not equivalent), "
+                        "1 neither (not reached or no tests)")
+    assert "| cpu-device | 2 | 1 | 0 | 1 |" in lines and "| default-dim | 2 | 1 | 1 | 0 |" in lines
+    assert lines[-2:] == ["- `sempos.algos.base.xǁAlgorithmǁforward__mutmut_3` not checked (cpu-device)",
+                          "- `sempos.losses.x_nt_xent__mutmut_3` timeout (default-dim)"]
+    assert "| module |" not in out.stdout
