@@ -14,6 +14,7 @@ The trainer owns data, augmentation, optimiser, precision, checkpoint/resume, lo
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterable, Mapping
@@ -25,6 +26,8 @@ from torch import nn
 # importing algorithms); re-exported here for the trainer and the algorithms.
 from ..config import SWITCH_KEYS, partner_switches  # noqa: F401
 from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,6 +70,15 @@ class Algorithm(nn.Module):
         self.mask_partners = switches["mask_partners"]
         # Set by the trainer: labels of every training image (diagnostics such as neighbour purity only).
         self.diag_labels: torch.Tensor | None = None
+
+    def warn_if_store_holds_anchors(self, key: str, keys_per_image: float, effect: str) -> None:
+        """A queue or bank as long as the keys one epoch pushes holds each anchor's own key from the epoch before
+        (small proxies and subsets run into this; MoCo's 65,536 keys are 5 % of an ImageNet epoch's)."""
+        per_epoch = int(self.num_train * keys_per_image)
+        if self.num_train and self.hp[key] >= per_epoch:
+            log.warning("%s: %s=%d holds every key an epoch pushes (%d, from %d training images), so each anchor's "
+                        "own earlier key is in it: %s. Take %s below %d.", self.name, key, self.hp[key], per_epoch,
+                        self.num_train, effect, key, per_epoch)
 
     @classmethod
     def check_switches(cls, switches: Mapping[str, bool], where: str = "",

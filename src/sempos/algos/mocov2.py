@@ -48,6 +48,9 @@ class MoCoV2(Algorithm):
         self.backbone_k = self.momentum_copy(self.backbone)
         self.projector_k = self.momentum_copy(self.projector)
         self.queue = KeyQueue(self.hp["queue_size"], self.hp["proj_dim"])
+        if not self.mask_partners:
+            self.warn_if_store_holds_anchors("queue_size", 2 if self.hp["symmetric"] else 1,
+                                             "a false negative (positives.mask_partners masks it)")
 
     def momentum_pairs(self):
         return [(self.backbone, self.backbone_k), (self.projector, self.projector_k)]

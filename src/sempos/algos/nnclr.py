@@ -25,6 +25,7 @@ class NNCLR(Algorithm):
         if not 1 <= h["k"] <= h["bank_size"]:
             raise ConfigError(f"nnclr k={h['k']} must lie in [1, bank_size={h['bank_size']}]")
         self.bank = MemoryBank(h["bank_size"], h["proj_dim"])
+        self.warn_if_store_holds_anchors("bank_size", 1, "its nearest neighbour is mostly itself (see self_hit)")
 
     def _neighbour(self, z: torch.Tensor):
         _, idx, vecs = self.bank.topk(z, self.hp["k"])

@@ -53,6 +53,9 @@ class SNCLR(MoCoV3):
         if h["k"] < 0 or h["k"] > h["bank_size"]:
             raise ConfigError(f"snclr k={h['k']} must lie in [0, bank_size={h['bank_size']}]")
         self.bank = MemoryBank(h["bank_size"], h["proj_dim"], scope=h["bank_scope"])
+        if h["k"]:  # a per-GPU bank gets only its own process's keys
+            self.warn_if_store_holds_anchors("bank_size", 1 / dist.world_size() if h["bank_scope"] == "per_gpu" else 1,
+                                             "it is among its own soft neighbours (see self_hit)")
         # With K = 0 there is nothing to weigh; unused parameters would also stall DDP's gradient reducer.
         self.attn = LearnableAttention(h["proj_dim"]) if h["attn_proj"] == "learnable" and h["k"] else None
 

@@ -366,3 +366,15 @@ def test_the_model_is_built_for_the_datasets_image_size(tmp_path):
     job = _job(tmp_path)
     job.settings["backbone"] = {"arch": "vit_small"}
     assert Trainer(job, resolve(RT)).model.backbone.vit.image_size == 28  # the trainer passes the images' size
+
+
+def test_the_model_is_told_how_many_images_it_trains_on(tmp_path, caplog):
+    """The count sizes the warning about a bank that holds the anchors themselves: 96 pretraining images."""
+    settings = tiny_settings("nnclr", bank_size=96)
+    with caplog.at_level("WARNING", logger="sempos.algos.base"):
+        assert trainer_mod.build_model(settings, 1, 96, 3).num_train == 96
+        job = _job(tmp_path, algo="nnclr")
+        job.settings["hp"]["bank_size"] = 96
+        assert Trainer(job, resolve(RT)).model.num_train == 96
+    assert [r.getMessage().split(", so")[0] for r in caplog.records] == [
+        "nnclr: bank_size=96 holds every key an epoch pushes (96, from 96 training images)"] * 2
