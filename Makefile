@@ -73,12 +73,15 @@ detectron2: setup
 NICE ?= 10
 MUTANTS ?=
 EQUIVALENTS ?= skip
-EQUIVALENTS_FLAG = $(or $(if $(filter skip,$(EQUIVALENTS)),-),$(if $(filter run,$(EQUIVALENTS)),--run-equivalents),$\
-  $(if $(filter check,$(EQUIVALENTS)),--only-equivalents),$(error EQUIVALENTS is skip, run or check, not '$(EQUIVALENTS)'))
+EQUIVALENTS_FLAG_skip :=
+EQUIVALENTS_FLAG_run := --run-equivalents
+EQUIVALENTS_FLAG_check := --only-equivalents
+EQUIVALENTS_FLAG = $(if $(filter skip run check,$(EQUIVALENTS)),$(EQUIVALENTS_FLAG_$(EQUIVALENTS)),$\
+  $(error EQUIVALENTS is skip, run or check, not '$(EQUIVALENTS)'))
 mutation: setup
 	$(PY) -m pip install --quiet -e '.[mutation]'
 	rm -rf mutants
-	start=$$(date +%s); nice -n $(NICE) $(PY) tools/mutmut_run.py $(filter-out -,$(EQUIVALENTS_FLAG)) \
+	start=$$(date +%s); nice -n $(NICE) $(PY) tools/mutmut_run.py $(EQUIVALENTS_FLAG) \
 	  --max-children $(CORES) $(MUTANTS) && \
 	  echo "mutmut run took $$(( $$(date +%s) - start )) s" | tee mutants/elapsed.txt
 	$(VENV)/bin/mutmut results --all true | $(PY) tools/mutation_summary.py --times mutants/mutant-times.tsv \

@@ -159,3 +159,20 @@ def test_the_campaign_step_marks_listed_mutants_after_generation_and_keeps_them_
     only_listed = [(None, "pkg.mod.x_unit__mutmut_1", eq.SKIPPED)]
     with pytest.raises(SystemExit, match="is a listed equivalent"):
         mutmut_run._leave_skipped_out(lambda mutant_names: (only_listed, {}))(mutant_names=("pkg.mod.x_unit*",))
+
+
+@pytest.mark.parametrize("mode, flag", [("skip", ""), ("run", " --run-equivalents"), ("check", " --only-equivalents")])
+def test_make_mutation_passes_each_mode_to_the_wrapper_and_refuses_others(mode, flag):
+    import subprocess
+
+    def plan(value):
+        return subprocess.run(["make", "-n", "--no-print-directory", "mutation", f"EQUIVALENTS={value}"], cwd=REPO,
+                              capture_output=True, text=True, timeout=60)
+
+    out = plan(mode)
+    assert out.returncode == 0, out.stderr
+    (wrapper,) = [line for line in out.stdout.splitlines() if "tools/mutmut_run.py" in line]
+    assert wrapper.split("tools/mutmut_run.py")[1].split() == [*flag.split(), "\\"]
+    assert ("--check-equivalents mutants/equivalents.txt" in out.stdout) == (mode == "check")
+    bad = plan("all")
+    assert bad.returncode != 0 and "EQUIVALENTS is skip, run or check, not 'all'" in bad.stderr
