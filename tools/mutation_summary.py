@@ -76,17 +76,13 @@ def equivalents_check(results: list[tuple[str, int, str]], listed_lines) -> str:
     status_by_name = {f"{f}__mutmut_{n}": status for f, n, status in results}
     by_reason: dict[str, Counter] = defaultdict(Counter)
     for name, reason in reason_by_name.items():
-        status = status_by_name.get(name, "not generated")
-        by_reason[reason]["killed" if status in KILLED else status] += 1
+        status = status_by_name.get(name)
+        by_reason[reason]["killed" if status in KILLED else "survived" if status == "survived" else "other"] += 1
     total = sum(by_reason.values(), Counter())
     rows = [f"{len(reason_by_name)} listed equivalent mutants: {total['survived']} survived (equivalent as "
-            f"listed), {total['killed']} killed (not equivalent), {len(reason_by_name) - total['survived'] - total['killed']}"
-            " neither (not reached or no tests)", "",
-            "| reason | listed | survived | killed | other |", "|---|---:|---:|---:|---:|"]
-    for reason in sorted(by_reason):
-        c = by_reason[reason]
-        rows.append(f"| {reason} | {sum(c.values())} | {c['survived']} | {c['killed']} | "
-                    f"{sum(c.values()) - c['survived'] - c['killed']} |")
+            f"listed), {total['killed']} killed (not equivalent), {total['other']} neither (not reached or no tests)",
+            "", "| reason | listed | survived | killed | other |", "|---|---:|---:|---:|---:|"]
+    rows += [f"| {r} | {c.total()} | {c['survived']} | {c['killed']} | {c['other']} |" for r, c in sorted(by_reason.items())]
     odd = [f"- `{n}` {status_by_name.get(n, 'not generated')} ({r})" for n, r in sorted(reason_by_name.items())
            if status_by_name.get(n) != "survived"]
     if odd:

@@ -31,13 +31,10 @@ def _skip_listed(create_mutants, *, only_listed: bool = False):
         changes = equivalents.mutant_changes(Path("mutants/src"))
         names = equivalents.listed(changes, entries)
         LISTED_FILE.write_text("".join(f"{n}\t{r}\n" for n, r in sorted(names.items())))
-        if only_listed:
-            marked = equivalents.mark_skipped(Path("mutants"), set(names), all_but=True)
-            _report.append(f"    {len(names)} listed equivalent mutants to run, {marked} others skipped "
-                           f"({LISTED_FILE}; {len(entries)} entries)")
-        else:
-            marked = equivalents.mark_skipped(Path("mutants"), set(names))
-            _report.append(f"    {marked} listed equivalent mutants skipped ({LISTED_FILE}; {len(entries)} entries)")
+        marked = equivalents.mark_skipped(Path("mutants"), set(names), all_but=only_listed)
+        done = (f"{len(names)} listed equivalent mutants to run, {marked} others skipped" if only_listed
+                else f"{marked} listed equivalent mutants skipped")
+        _report.append(f"    {done} ({LISTED_FILE}; {len(entries)} entries)")
         _report.extend(f"    listed but not generated (edited since?): {e['function']}: {e['added']}"
                        for e in equivalents.unmatched(changes, entries))
         return stats
@@ -58,12 +55,12 @@ def _leave_skipped_out(collect):
 
 
 def main(argv: list[str]) -> None:
-    import mutmut.__main__ as mutmut_main  # the `mutation` extra: not needed to test the steps above
-
     modes = {"--run-equivalents", "--only-equivalents"} & set(argv)
     if len(modes) > 1:
         sys.exit("--run-equivalents runs every mutant, --only-equivalents only the listed ones: give one")
     argv = [a for a in argv if a not in modes]
+    import mutmut.__main__ as mutmut_main  # the `mutation` extra: not needed to test the steps above
+
     if "--run-equivalents" not in modes:
         mutmut_main.create_mutants = _skip_listed(mutmut_main.create_mutants,
                                                   only_listed="--only-equivalents" in modes)
